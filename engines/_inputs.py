@@ -1,0 +1,74 @@
+"""Input validation shared by every engine: cheap on the fast path, explicit on errors."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from engines.errors import InputError
+
+__all__ = ["as_batch"]
+
+_NUMERIC_KINDS = frozenset("fiub")
+
+
+def as_batch(
+    X: Any,
+    *,
+    n_features: int | None,
+    dtype: np.dtype[Any] | None,
+    feature_names: Sequence[str] | None = None,
+) -> npt.NDArray[Any]:
+    """``X`` as a C-contiguous 2-D array of ``dtype`` (None: keep floats, ints become float64).
+
+    Raises InputError naming the expected and received shape or dtype.
+    """
+    if type(X) is np.ndarray:
+        arr: npt.NDArray[Any] = X
+    elif hasattr(X, "columns") and hasattr(X, "to_numpy"):
+        arr = _from_frame(X, feature_names)
+    else:
+        try:
+            arr = np.asarray(X)
+        except (TypeError, ValueError) as exc:
+            raise InputError(f"input cannot be read as a numeric array: {exc}") from exc
+    if arr.ndim != 2:
+        expected = f"(n_rows, {n_features})" if n_features is not None else "(n_rows, n_features)"
+        hint = " (use X.reshape(1, -1) for a single row)" if arr.ndim == 1 else ""
+        raise InputError(f"expected a 2-D array of shape {expected}, got shape {arr.shape}{hint}")
+    if n_features is not None and arr.shape[1] != n_features:
+        raise InputError(
+            f"expected {n_features} features, i.e. shape (n_rows, {n_features}), "
+            f"got shape {arr.shape}"
+        )
+    if arr.dtype.kind not in _NUMERIC_KINDS:
+        raise InputError(
+            f"expected a numeric array (float, int or bool), got dtype {arr.dtype}; "
+            "convert it first, e.g. X.astype(np.float32)"
+        )
+    target = dtype if dtype is not None else (arr.dtype if arr.dtype.kind == "f" else np.float64)
+    if arr.dtype != target:
+        arr = arr.astype(target)
+    if not arr.flags.c_contiguous:
+        arr = np.ascontiguousarray(arr)
+    return arr
+
+
+def _from_frame(frame: Any, feature_names: Sequence[str] | None) -> npt.NDArray[Any]:
+    columns = [str(c) for c in frame.columns]
+    if feature_names is not None and columns != list(feature_names):
+        missing = [c for c in feature_names if c not in columns]
+        extra = [c for c in columns if c not in feature_names]
+        if missing or extra:
+            raise InputError(
+                f"DataFrame columns do not match the model's features: missing {missing}, "
+                f"unexpected {extra}; expected columns {list(feature_names)}"
+            )
+        frame = frame[list(feature_names)]
+    try:
+        return np.asarray(frame.to_numpy())
+    except (TypeError, ValueError) as exc:
+        raise InputError(f"DataFrame cannot be read as a numeric array: {exc}") from exc

@@ -1,0 +1,158 @@
+"""Engine configuration: providers, threading, optimisation, profiling, metrics."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Literal
+
+__all__ = ["PROVIDER_ALIASES", "EngineConfig", "resolve_provider_chain"]
+
+#: Short names accepted for ``EngineConfig.provider`` and the ORT provider they stand for.
+PROVIDER_ALIASES: Mapping[str, str] = {
+    "cpu": "CPUExecutionProvider",
+    "cuda": "CUDAExecutionProvider",
+    "tensorrt": "TensorrtExecutionProvider",
+}
+
+GraphOptimization = Literal["disable", "basic", "extended", "all"]
+ExecutionMode = Literal["sequential", "parallel"]
+EngineKind = Literal["onnx", "sklearn"]
+
+_GRAPH_OPTIMIZATIONS: tuple[str, ...] = ("disable", "basic", "extended", "all")
+_EXECUTION_MODES: tuple[str, ...] = ("sequential", "parallel")
+_ENGINE_KINDS: tuple[str, ...] = ("onnx", "sklearn")
+_TRUE = ("1", "true", "yes", "on")
+_FALSE = ("0", "false", "no", "off", "")
+
+
+def resolve_provider_chain(provider: str) -> list[str]:
+    """ORT provider names to request, most preferred first, always ending on CPU."""
+    name = PROVIDER_ALIASES.get(provider.lower(), provider)
+    if name == "TensorrtExecutionProvider":
+        return [name, "CUDAExecutionProvider", "CPUExecutionProvider"]
+    if name == "CPUExecutionProvider":
+        return [name]
+    return [name, "CPUExecutionProvider"]
+
+
+@dataclasses.dataclass(frozen=True)
+class EngineConfig:
+    """How an engine creates and runs its session.
+
+    Example:
+        >>> cfg = EngineConfig(provider="cpu", intra_op_threads=1)
+        >>> cfg.provider_name
+        'CPUExecutionProvider'
+    """
+
+    provider: str = "cpu"
+    provider_options: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+    intra_op_threads: int | None = None
+    inter_op_threads: int | None = None
+    execution_mode: ExecutionMode = "sequential"
+    graph_optimization: GraphOptimization = "all"
+    allow_spinning: bool = True
+    enable_profiling: bool = False
+    profile_path: Path | None = None
+    strict_provider: bool = True
+    collect_metrics: bool = True
+    engine: EngineKind = "onnx"
+    model_dir: Path | None = None
+    max_chunk_rows: int = 65_536
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.provider, str) or not self.provider:
+            raise ValueError(f"provider must be a non-empty string, got {self.provider!r}")
+        for name in ("intra_op_threads", "inter_op_threads"):
+            value = getattr(self, name)
+            if value is not None and (not isinstance(value, int) or value < 0):
+                raise ValueError(f"{name} must be an integer >= 0 (0 = ORT default), got {value!r}")
+        _check_choice("graph_optimization", self.graph_optimization, _GRAPH_OPTIMIZATIONS)
+        _check_choice("execution_mode", self.execution_mode, _EXECUTION_MODES)
+        _check_choice("engine", self.engine, _ENGINE_KINDS)
+        if not isinstance(self.max_chunk_rows, int) or self.max_chunk_rows < 1:
+            raise ValueError(
+                f"max_chunk_rows must be a positive integer, got {self.max_chunk_rows!r}"
+            )
+
+    @property
+    def provider_name(self) -> str:
+        """The ORT provider name the ``provider`` field stands for."""
+        return resolve_provider_chain(self.provider)[0]
+
+    @property
+    def requested_providers(self) -> list[str]:
+        """The provider chain handed to ``InferenceSession``."""
+        return resolve_provider_chain(self.provider)
+
+    def replace(self, **changes: Any) -> EngineConfig:
+        """A copy with some fields changed."""
+        return dataclasses.replace(self, **changes)
+
+    def as_dict(self) -> dict[str, Any]:
+        """JSON-friendly view of the settings."""
+        out = dataclasses.asdict(self)
+        out["provider_options"] = dict(self.provider_options)
+        for key in ("profile_path", "model_dir"):
+            out[key] = None if out[key] is None else str(out[key])
+        return out
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> EngineConfig:
+        """Build a config from ``ONNX_*`` environment variables.
+
+        Reads ONNX_PROVIDER, ONNX_THREADS (intra-op), ONNX_ENGINE (sklearn|onnx),
+        ONNX_PROFILING (1/0/true/false) and ONNX_MODEL_DIR. A bad value raises ValueError
+        naming the variable and the allowed values.
+
+        Example:
+            >>> EngineConfig.from_env({"ONNX_THREADS": "1"}).intra_op_threads
+            1
+        """
+        env = os.environ if environ is None else environ
+        values: dict[str, Any] = {}
+        if (raw := env.get("ONNX_PROVIDER")) is not None:
+            if not raw.strip():
+                raise ValueError(
+                    "ONNX_PROVIDER is empty: expected 'cpu', 'cuda', 'tensorrt' or an ORT "
+                    "provider name"
+                )
+            values["provider"] = raw.strip()
+        if (raw := env.get("ONNX_THREADS")) is not None:
+            try:
+                threads = int(raw)
+            except ValueError:
+                threads = -1
+            if threads < 0:
+                raise ValueError(
+                    f"ONNX_THREADS={raw!r} is not valid: expected an integer >= 0 (0 = ORT default)"
+                )
+            values["intra_op_threads"] = threads
+        if (raw := env.get("ONNX_ENGINE")) is not None:
+            kind = raw.strip().lower()
+            if kind not in _ENGINE_KINDS:
+                raise ValueError(
+                    f"ONNX_ENGINE={raw!r} is not valid: expected one of {_ENGINE_KINDS}"
+                )
+            values["engine"] = kind
+        if (raw := env.get("ONNX_PROFILING")) is not None:
+            flag = raw.strip().lower()
+            if flag not in _TRUE + _FALSE:
+                raise ValueError(
+                    f"ONNX_PROFILING={raw!r} is not valid: expected one of {_TRUE + _FALSE[:-1]}"
+                )
+            values["enable_profiling"] = flag in _TRUE
+        if (raw := env.get("ONNX_MODEL_DIR")) is not None:
+            if not raw.strip():
+                raise ValueError("ONNX_MODEL_DIR is empty: expected a directory path")
+            values["model_dir"] = Path(raw)
+        values.update(overrides)
+        return cls(**values)
+
+
+def _check_choice(name: str, value: object, allowed: tuple[str, ...]) -> None:
+    if value not in allowed:
+        raise ValueError(f"{name} must be one of {allowed}, got {value!r}")

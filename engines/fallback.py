@@ -1,0 +1,121 @@
+"""An engine that answers from a scikit-learn fallback when the ONNX model fails."""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from engines.base import Engine, Metrics
+from engines.errors import (
+    FallbackWarning,
+    InferenceError,
+    MethodUnavailableError,
+    ModelLoadError,
+    UnsupportedModelError,
+)
+
+__all__ = ["FallbackEngine"]
+
+# Failures of the primary model that the fallback answers for. Input errors are the caller's
+# and a strict provider refusal is a configuration error: both propagate.
+_RECOVERABLE = (ModelLoadError, UnsupportedModelError, InferenceError, MethodUnavailableError)
+
+
+class FallbackEngine(Engine):
+    """Primary engine (usually ONNX) with a scikit-learn engine behind it.
+
+    If the primary fails to load, or fails to run, the fallback answers, a FallbackWarning is
+    emitted once, and ``info()`` reports ``is_fallback`` and why.
+
+    Example:
+        >>> engine = FallbackEngine(lambda: OnnxEngine("m.onnx"), SklearnEngine(est))
+        ... # doctest: +SKIP
+    """
+
+    kind = "fallback"
+
+    def __init__(self, primary: Engine | Callable[[], Engine], fallback: Engine) -> None:
+        self.fallback = fallback
+        self.primary: Engine | None = None
+        self.fallback_reason: str | None = None
+        self._warned = False
+        try:
+            self.primary = primary if isinstance(primary, Engine) else primary()
+        except _RECOVERABLE as exc:
+            self._switch(f"primary engine failed to load: {exc}")
+        if self.primary is not None:
+            self._check_widths(self.primary, fallback)
+
+    @staticmethod
+    def _check_widths(primary: Engine, fallback: Engine) -> None:
+        a, b = primary.n_features, fallback.n_features
+        if a is not None and b is not None and a != b:
+            raise ModelLoadError(
+                f"the primary model expects {a} features but the fallback expects {b}: "
+                "they are not the same detector"
+            )
+
+    def _switch(self, reason: str) -> None:
+        self.fallback_reason = reason
+        if not self._warned:
+            self._warned = True
+            warnings.warn(
+                f"answering from the fallback engine: {reason}", FallbackWarning, stacklevel=3
+            )
+
+    @property
+    def is_fallback(self) -> bool:
+        return self.fallback_reason is not None
+
+    @property
+    def active(self) -> Engine:
+        """The engine that answers now."""
+        return self.fallback if self.primary is None or self.is_fallback else self.primary
+
+    @property
+    def methods(self) -> frozenset[str]:
+        return self.fallback.methods | (self.primary.methods if self.primary else frozenset())
+
+    @property
+    def n_features(self) -> int | None:
+        return self.active.n_features
+
+    @property
+    def last_metrics(self) -> Metrics | None:
+        return self.active.last_metrics
+
+    def _answer(self, method: str, X: Any) -> npt.NDArray[Any]:
+        engine = self.active
+        if engine is self.primary:
+            try:
+                result: npt.NDArray[Any] = getattr(engine, method)(X)
+                return result
+            except _RECOVERABLE as exc:
+                self._switch(f"primary engine failed on {method}: {exc}")
+        fallback_result: npt.NDArray[Any] = getattr(self.fallback, method)(X)
+        return fallback_result
+
+    def predict(self, X: Any) -> npt.NDArray[np.int64]:
+        return self._answer("predict", X)
+
+    def score_samples(self, X: Any) -> npt.NDArray[np.floating[Any]]:
+        return self._answer("score_samples", X)
+
+    def decision_function(self, X: Any) -> npt.NDArray[np.floating[Any]]:
+        return self._answer("decision_function", X)
+
+    def info(self) -> dict[str, Any]:
+        info = self.active.info()
+        # A provider fallback inside the primary (CUDA asked, CPU ran) is a fallback too.
+        info.update(
+            engine=self.kind,
+            answering_engine=self.active.kind,
+            primary=None if self.primary is None else self.primary.info(),
+            is_fallback=self.is_fallback or bool(info.get("is_fallback")),
+            fallback_reason=self.fallback_reason or info.get("fallback_reason"),
+        )
+        return info

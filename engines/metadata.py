@@ -1,0 +1,57 @@
+"""Model metadata stored in ONNX ``metadata_props`` as JSON-encoded values."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import onnx
+
+from engines.errors import ModelLoadError
+
+__all__ = ["OFFSET_KEY", "SCORE_KIND_KEY", "decode_metadata", "read_metadata", "write_metadata"]
+
+#: ``decision_function = score_samples - offset``; lets an engine derive one output from the other.
+OFFSET_KEY = "offset"
+#: What a model's single score output means when its name does not say it
+#: ("decision_function", "score_samples" or "reconstruction_error").
+SCORE_KIND_KEY = "score_kind"
+
+
+def decode_metadata(raw: Mapping[str, str]) -> dict[str, Any]:
+    """Decode JSON values, keeping plain strings for values that are not JSON."""
+    out: dict[str, Any] = {}
+    for key, value in raw.items():
+        try:
+            out[key] = json.loads(value)
+        except (json.JSONDecodeError, TypeError):
+            out[key] = value
+    return out
+
+
+def write_metadata(model: onnx.ModelProto, metadata: Mapping[str, Any]) -> None:
+    """Merge ``metadata`` into the model's metadata_props (values JSON-encoded, in place)."""
+    current = {p.key: p.value for p in model.metadata_props}
+    current.update(
+        {str(k): json.dumps(v, sort_keys=True, default=str) for k, v in metadata.items()}
+    )
+    del model.metadata_props[:]
+    onnx.helper.set_model_props(model, current)
+
+
+def read_metadata(path: str | Path) -> dict[str, Any]:
+    """Metadata of an ONNX file, decoded.
+
+    Example:
+        >>> read_metadata("model.onnx")["estimator"]  # doctest: +SKIP
+        'IsolationForest'
+    """
+    try:
+        model = onnx.load_model(str(path), load_external_data=False)
+    except FileNotFoundError as exc:
+        raise ModelLoadError(f"no such model file: {path}") from exc
+    except Exception as exc:
+        raise ModelLoadError(f"{path} is not a readable ONNX model: {exc}") from exc
+    return decode_metadata({p.key: p.value for p in model.metadata_props})

@@ -1,0 +1,99 @@
+"""Secure persistence: skops for estimators, pickle only when the caller says it is trusted."""
+
+from __future__ import annotations
+
+import hashlib
+import pickle
+import warnings
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from engines.errors import ModelLoadError
+
+__all__ = ["DEFAULT_TRUSTED", "file_sha256", "load_model"]
+
+#: Types skops does not trust out of the box but that are plain data holders of the estimators
+#: this project serves (fitted tree structures). Anything else must be trusted by the caller.
+DEFAULT_TRUSTED: frozenset[str] = frozenset({"sklearn.tree._tree.Tree"})
+
+_PICKLE_SUFFIXES = (".pkl", ".pickle", ".joblib")
+
+
+def file_sha256(path: str | Path) -> str:
+    """SHA-256 of a file, streamed."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def load_model(
+    path: str | Path,
+    *,
+    trusted: Sequence[str] | None = None,
+    trust_pickle: bool = False,
+) -> Any:
+    """Load a fitted estimator from ``.skops`` (secure) or, when trusted, ``.pkl``/``.joblib``.
+
+    ``trusted`` lists extra type names the caller accepts from a ``.skops`` file, beyond skops'
+    defaults and ``DEFAULT_TRUSTED``; any other type is refused with the full list. Pickles
+    run code when loaded, so they load only with ``trust_pickle=True``.
+
+    Example:
+        >>> model = load_model("models/detector.skops")  # doctest: +SKIP
+    """
+    path = Path(path)
+    if not path.exists():
+        raise ModelLoadError(f"no such model file: {path}")
+    suffix = path.suffix.lower()
+    if suffix == ".skops":
+        return _load_skops(path, trusted)
+    if suffix in _PICKLE_SUFFIXES:
+        if not trust_pickle:
+            raise ModelLoadError(
+                f"refusing to load {path}: pickle files run arbitrary code when loaded. Convert it "
+                "to .skops (engines.save_model), or pass trust_pickle=True if you created the file"
+            )
+        warnings.warn(
+            f"loading {path} with pickle: only do this for files you created yourself",
+            UserWarning,
+            stacklevel=2,
+        )
+        return _load_pickle(path)
+    raise ModelLoadError(
+        f"{path}: unknown model format {suffix!r}; expected .skops (or .pkl/.joblib with "
+        "trust_pickle=True)"
+    )
+
+
+def _load_skops(path: Path, trusted: Sequence[str] | None) -> Any:
+    import skops.io as sio
+
+    try:
+        untrusted = sio.get_untrusted_types(file=path)
+    except Exception as exc:
+        raise ModelLoadError(f"{path} is not a readable .skops file: {exc}") from exc
+    refused = sorted(set(untrusted) - DEFAULT_TRUSTED - set(trusted or ()))
+    if refused:
+        raise ModelLoadError(
+            f"{path} contains types that are not trusted by default: {refused}. Inspect them, "
+            "then pass trusted=[...] with the ones you accept"
+        )
+    try:
+        return sio.load(path, trusted=list(untrusted))
+    except Exception as exc:
+        raise ModelLoadError(f"{path} could not be loaded by skops: {exc}") from exc
+
+
+def _load_pickle(path: Path) -> Any:
+    try:
+        if path.suffix.lower() == ".joblib":
+            import joblib
+
+            return joblib.load(path)
+        with open(path, "rb") as handle:
+            return pickle.load(handle)
+    except Exception as exc:
+        raise ModelLoadError(f"{path} could not be unpickled: {exc}") from exc

@@ -1,0 +1,141 @@
+"""scikit-learn engine: the same contract over a fitted estimator or pipeline."""
+
+from __future__ import annotations
+
+import time
+import warnings
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+import sklearn
+from sklearn.exceptions import NotFittedError
+from sklearn.utils.validation import check_is_fitted
+
+from engines._inputs import as_batch
+from engines.base import METHODS, Engine
+from engines.errors import MethodUnavailableError, UnsupportedModelError
+
+__all__ = ["SklearnEngine"]
+
+
+class SklearnEngine(Engine):
+    """Anomaly detector answered by a fitted scikit-learn estimator.
+
+    Example:
+        >>> from sklearn.ensemble import IsolationForest
+        >>> import numpy as np
+        >>> X = np.random.default_rng(0).normal(size=(200, 3))
+        >>> engine = SklearnEngine(IsolationForest(random_state=0).fit(X))
+        >>> engine.predict(X[:3]).dtype
+        dtype('int64')
+    """
+
+    kind = "sklearn"
+
+    def __init__(
+        self,
+        estimator: Any,
+        *,
+        model_path: str | None = None,
+        model_sha256: str | None = None,
+        collect_metrics: bool = True,
+    ) -> None:
+        if not hasattr(estimator, "fit"):
+            raise UnsupportedModelError(
+                f"expected a fitted scikit-learn estimator, got {type(estimator).__name__}"
+            )
+        try:
+            check_is_fitted(estimator)
+        except NotFittedError as exc:
+            raise UnsupportedModelError(
+                f"{type(estimator).__name__} is not fitted; call fit() before serving it"
+            ) from exc
+        self.estimator = estimator
+        self.model_path = model_path
+        self.model_sha256 = model_sha256
+        self.collect_metrics = collect_metrics
+        self._methods = frozenset(m for m in METHODS if hasattr(estimator, m))
+        if not self._methods:
+            hint = (
+                " (LocalOutlierFactor with novelty=False only labels its own training data; "
+                "refit it with novelty=True to score new rows)"
+                if hasattr(estimator, "negative_outlier_factor_")
+                else "; it is not an anomaly detector"
+            )
+            raise UnsupportedModelError(f"{type(estimator).__name__} has none of {METHODS}{hint}")
+        width = getattr(estimator, "n_features_in_", None)
+        self._n_features = int(width) if width is not None else None
+        names = getattr(estimator, "feature_names_in_", None)
+        self.feature_names: list[str] | None = None if names is None else [str(n) for n in names]
+        offset = getattr(_final_step(estimator), "offset_", None)
+        self.offset: float | None = None if offset is None else float(np.ravel(offset)[0])
+
+    @property
+    def methods(self) -> frozenset[str]:
+        return self._methods
+
+    @property
+    def n_features(self) -> int | None:
+        return self._n_features
+
+    def predict(self, X: Any) -> npt.NDArray[np.int64]:
+        return self._answer("predict", X).astype(np.int64, copy=False)
+
+    def score_samples(self, X: Any) -> npt.NDArray[np.floating[Any]]:
+        return self._answer("score_samples", X)
+
+    def decision_function(self, X: Any) -> npt.NDArray[np.floating[Any]]:
+        return self._answer("decision_function", X)
+
+    def _answer(self, method: str, X: Any) -> npt.NDArray[Any]:
+        if method not in self._methods:
+            raise MethodUnavailableError(
+                f"{type(self.estimator).__name__} cannot answer {method}; "
+                f"it answers {sorted(self._methods)}"
+            )
+        start = time.perf_counter()
+        batch = as_batch(
+            X, n_features=self._n_features, dtype=None, feature_names=self.feature_names
+        )
+        if batch.shape[0] == 0:
+            out: npt.NDArray[Any] = np.zeros(0, dtype=np.float64)
+        else:
+            call: Callable[[Any], Any] = getattr(self.estimator, method)
+            if self.feature_names is None:
+                out = np.asarray(call(batch))
+            else:
+                # Columns were checked by name in as_batch; the array is in the fitted order.
+                with warnings.catch_warnings():
+                    warnings.filterwarnings("ignore", message="X does not have valid feature names")
+                    out = np.asarray(call(batch))
+        if self.collect_metrics:
+            self._timing = (start, time.perf_counter(), batch.shape[0])
+        return out.reshape(-1)
+
+    def info(self) -> dict[str, Any]:
+        final = _final_step(self.estimator)
+        return {
+            "engine": self.kind,
+            "model_path": self.model_path,
+            "model_sha256": self.model_sha256,
+            "estimator": type(self.estimator).__name__,
+            "final_estimator": type(final).__name__,
+            "n_features": self._n_features,
+            "feature_names": self.feature_names,
+            "methods": sorted(self._methods),
+            "offset": self.offset,
+            "requested_providers": ["sklearn"],
+            "active_providers": ["sklearn"],
+            "nodes_per_provider": None,
+            "is_fallback": False,
+            "fallback_reason": None,
+            "sklearn_version": sklearn.__version__,
+            "metadata": {},
+        }
+
+
+def _final_step(estimator: Any) -> Any:
+    steps = getattr(estimator, "steps", None)
+    return steps[-1][1] if steps else estimator
