@@ -10,6 +10,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 import sklearn
+from sklearn.base import is_outlier_detector
 from sklearn.exceptions import NotFittedError
 from sklearn.utils.validation import check_is_fitted
 
@@ -56,7 +57,10 @@ class SklearnEngine(Engine):
         self.model_path = model_path
         self.model_sha256 = model_sha256
         self.collect_metrics = collect_metrics
-        self._methods = frozenset(m for m in METHODS if hasattr(estimator, m))
+        # Density models (GaussianMixture) predict component ids, not -1/1: score_samples only.
+        final = _final_step(estimator)
+        answers = METHODS if is_outlier_detector(final) else ("score_samples",)
+        self._methods = frozenset(m for m in answers if hasattr(estimator, m))
         if not self._methods:
             hint = (
                 " (LocalOutlierFactor with novelty=False only labels its own training data; "

@@ -1,0 +1,93 @@
+"""skl2onnx conversion, rewired to this project's output contract."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import onnx
+from onnx import TensorProto, helper, numpy_helper
+from sklearn.pipeline import Pipeline
+
+from engines.errors import UnsupportedModelError
+
+__all__ = ["SKL2ONNX_OPSET", "skl2onnx_to_onnx"]
+
+#: skl2onnx needs both opsets pinned for IsolationForest (an int or nothing fails).
+SKL2ONNX_OPSET: dict[str, int] = {"": 17, "ai.onnx.ml": 3}
+
+
+def _final(model: Any) -> Any:
+    return model.steps[-1][1] if isinstance(model, Pipeline) else model
+
+
+def skl2onnx_to_onnx(model: Any, *, n_features: int, dtype: Any) -> onnx.ModelProto:
+    """Convert with skl2onnx, then expose label / decision_function / score_samples as [N]."""
+    from skl2onnx import to_onnx
+    from skl2onnx.common.data_types import DoubleTensorType, FloatTensorType
+
+    final = _final(model)
+    is_mixture = hasattr(final, "n_components") and hasattr(final, "means_")
+    tensor_type = FloatTensorType if np.dtype(dtype) == np.float32 else DoubleTensorType
+    options = {id(final): {"score_samples": True}} if is_mixture else None
+    try:
+        proto = to_onnx(
+            model,
+            initial_types=[("X", tensor_type([None, n_features]))],
+            target_opset=SKL2ONNX_OPSET,
+            options=options,
+        )
+    except Exception as exc:  # skl2onnx raises many types: report the estimator and its words
+        raise UnsupportedModelError(
+            f"skl2onnx cannot convert {type(final).__name__} ({np.dtype(dtype)} input): {exc}"
+        ) from exc
+    outputs = {o.name: o for o in proto.graph.output}
+    wiring: dict[str, str] = {}
+    if is_mixture:  # label/probabilities are mixture components, not anomaly answers
+        wiring["score_samples"] = "score_samples"
+    else:
+        wiring["label"] = "label"
+        wiring["decision_function"] = "scores"
+    missing = [src for src in wiring.values() if src not in outputs]
+    if missing:
+        raise UnsupportedModelError(
+            f"skl2onnx graph for {type(final).__name__} lacks outputs {missing}: "
+            f"has {list(outputs)}"
+        )
+    return _rewire(proto, wiring, getattr(final, "offset_", None))
+
+
+def _rewire(proto: onnx.ModelProto, wiring: dict[str, str], offset: Any) -> onnx.ModelProto:
+    graph = proto.graph
+    sources = {o.name: o for o in graph.output}
+    flat = numpy_helper.from_array(np.array([-1], dtype=np.int64), "contract_flat_shape")
+    graph.initializer.append(flat)
+    new_outputs = []
+    renamed = {}
+    for name, src in wiring.items():
+        elem = sources[src].type.tensor_type.elem_type
+        internal = f"{src}__raw"
+        renamed[src] = internal
+        new_outputs.append((name, internal, elem))
+    for node in graph.node:  # outputs become internal tensors so the contract names are free
+        node.output[:] = [renamed.get(o, o) for o in node.output]
+        node.input[:] = [renamed.get(i, i) for i in node.input]
+    del graph.output[:]
+    score_elem = None
+    for name, internal, elem in new_outputs:
+        graph.node.append(helper.make_node("Reshape", [internal, flat.name], [name]))
+        graph.output.append(helper.make_tensor_value_info(name, elem, ["N"]))
+        if name == "decision_function":
+            score_elem = elem
+    if score_elem is not None and offset is not None:
+        dtype = np.float32 if score_elem == TensorProto.FLOAT else np.float64
+        const = numpy_helper.from_array(
+            np.array(float(np.ravel(offset)[0]), dtype), "contract_offset"
+        )
+        graph.initializer.append(const)
+        graph.node.append(
+            helper.make_node("Add", ["decision_function", const.name], ["score_samples"])
+        )
+        graph.output.append(helper.make_tensor_value_info("score_samples", score_elem, ["N"]))
+    onnx.checker.check_model(proto)
+    return proto

@@ -1,0 +1,345 @@
+"""``export``: scikit-learn anomaly detectors to ONNX with one output contract, validated."""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import hashlib
+import json
+import pickle
+import time
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import numpy.typing as npt
+import onnx
+from sklearn.pipeline import Pipeline
+
+from engines._io import atomic_write_bytes
+from engines._version import __version__
+from engines.config import EngineConfig
+from engines.errors import ExportValidationError, UnsupportedModelError
+from engines.metadata import OFFSET_KEY, write_metadata
+from engines.native import native_supported, native_to_onnx
+from engines.tolerance import Comparison, Tolerance, compare_outputs
+
+__all__ = [
+    "EXPORTABLE",
+    "ExportReport",
+    "ValidationSummary",
+    "default_tolerance",
+    "export",
+    "validation_rows",
+]
+
+Exporter = Literal["auto", "native", "skl2onnx"]
+
+#: Final estimators `export` knows, by class name (scalers may stand in front in a Pipeline).
+EXPORTABLE: tuple[str, ...] = (
+    "IsolationForest",
+    "OneClassSVM",
+    "SGDOneClassSVM",
+    "LocalOutlierFactor",
+    "GaussianMixture",
+    "BayesianGaussianMixture",
+    "EllipticEnvelope",
+    "PCAReconstructionDetector",
+)
+
+
+@dataclasses.dataclass(frozen=True)
+class ValidationSummary:
+    """How the ONNX model answered against the estimator on ``n_rows`` rows."""
+
+    n_rows: int
+    label_agreement: float | None
+    max_abs_err: float
+    max_rel_err: float
+    passed: bool
+    comparisons: tuple[Comparison, ...]
+
+    def as_dict(self) -> dict[str, Any]:
+        out = dataclasses.asdict(self)
+        out["comparisons"] = [c.as_dict() for c in self.comparisons]
+        return out
+
+
+@dataclasses.dataclass(frozen=True)
+class ExportReport:
+    """What ``export`` produced."""
+
+    model: onnx.ModelProto = dataclasses.field(repr=False)
+    path: Path | None
+    exporter: str
+    sha256: str
+    seconds: float
+    validation: ValidationSummary | None
+    n_nodes: int
+
+
+def default_tolerance(final: Any, exporter: str) -> Tolerance:
+    """The bounds an export of ``final`` by ``exporter`` is held to."""
+    name = type(final).__name__
+    if exporter == "native":
+        if name == "IsolationForest":
+            return Tolerance(label_agreement=1.0, rtol=0.0, atol=1e-6)
+        return Tolerance(label_agreement=0.999, rtol=1e-4, atol=1e-5)
+    # skl2onnx computes in float32 throughout, and OneClassSVM labels come from Sign (0 at 0).
+    return Tolerance(label_agreement=0.99, rtol=1e-3, atol=1e-4)
+
+
+def _final(model: Any) -> Any:
+    return model.steps[-1][1] if isinstance(model, Pipeline) else model
+
+
+def _check_exportable(model: Any) -> Any:
+    final = _final(model)
+    name = type(final).__name__
+    if name == "LocalOutlierFactor" and not getattr(final, "novelty", False):
+        raise UnsupportedModelError(
+            "LocalOutlierFactor(novelty=False) cannot be exported: it has no predict, "
+            "decision_function or score_samples for new rows, only fit_predict on its training "
+            "data. Refit with novelty=True to score new rows."
+        )
+    if name not in EXPORTABLE:
+        raise UnsupportedModelError(
+            f"cannot export {name}: supported estimators are {list(EXPORTABLE)}, optionally in a "
+            "Pipeline behind scalers"
+        )
+    if not hasattr(final, "n_features_in_"):
+        raise UnsupportedModelError(f"{name} is not fitted; call fit() before exporting")
+    return final
+
+
+def _choose_exporter(model: Any, exporter: str) -> str:
+    if exporter not in ("auto", "native", "skl2onnx"):
+        raise ValueError(f"exporter must be 'auto', 'native' or 'skl2onnx', got {exporter!r}")
+    if exporter == "auto":
+        return "native" if native_supported(model) else "skl2onnx"
+    return exporter
+
+
+def _json_safe(value: Any) -> Any:
+    if isinstance(value, str | int | float | bool) or value is None:
+        return value
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, list | tuple):
+        return [_json_safe(v) for v in value]
+    if isinstance(value, dict):
+        return {str(k): _json_safe(v) for k, v in value.items()}
+    return repr(value)
+
+
+def _library_versions() -> dict[str, str]:
+    import onnxruntime
+    import skl2onnx
+    import sklearn
+
+    versions = {
+        "engines": __version__,
+        "onnx": onnx.__version__,
+        "onnxruntime": onnxruntime.__version__,
+        "scikit-learn": sklearn.__version__,
+        "skl2onnx": skl2onnx.__version__,
+    }
+    try:
+        import torch
+
+        versions["torch"] = torch.__version__
+    except ImportError:
+        pass
+    return versions
+
+
+def _metadata(model: Any, n_features: int, dtype: np.dtype[Any], exporter: str) -> dict[str, Any]:
+    final = _final(model)
+    params = final.get_params(deep=False) if hasattr(final, "get_params") else {}
+    names = getattr(model, "feature_names_in_", None)
+    offset = getattr(final, "offset_", None)
+    meta: dict[str, Any] = {
+        "estimator": type(final).__name__,
+        "pipeline": [type(s).__name__ for _, s in model.steps]
+        if isinstance(model, Pipeline)
+        else None,
+        "hyperparameters": _json_safe(params),
+        "n_features": n_features,
+        "feature_names": None if names is None else [str(n) for n in names],
+        "dtype": str(dtype),
+        "contamination": _json_safe(getattr(final, "contamination", None)),
+        "versions": _library_versions(),
+        "source_sha256": hashlib.sha256(pickle.dumps(model)).hexdigest(),
+        "exported_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        "exporter": exporter,
+    }
+    if offset is not None:
+        meta[OFFSET_KEY] = float(np.ravel(offset)[0])
+    return meta
+
+
+def validation_rows(
+    model: Any, n_features: int, *, n: int = 512, seed: int = 0
+) -> npt.NDArray[np.float64]:
+    """Rows around the data the model was fitted on (from its own fitted state), 10% far out."""
+    rng = np.random.default_rng(seed)
+    final = _final(model)
+    center, spread = _fitted_cloud(final, n_features)
+    z = rng.normal(size=(n, n_features))
+    far = rng.random(n) < 0.1
+    z[far] *= 6.0
+    rows = center + z * spread
+    if isinstance(model, Pipeline):  # the cloud lives after the scalers: map it back to input space
+        for _, step in reversed(model.steps[:-1]):
+            if hasattr(step, "inverse_transform"):
+                rows = step.inverse_transform(rows)
+    return np.asarray(rows, dtype=np.float64)
+
+
+def _fitted_cloud(final: Any, n_features: int) -> tuple[npt.NDArray[Any], npt.NDArray[Any]]:
+    for attr in ("_fit_X", "support_vectors_", "training_data_"):
+        data = getattr(final, attr, None)
+        if data is not None and len(data) > 1:
+            data = np.asarray(data, dtype=np.float64)
+            return data.mean(axis=0), data.std(axis=0) + 1e-3
+    if hasattr(final, "location_") and hasattr(final, "covariance_"):
+        return final.location_, np.sqrt(np.diag(final.covariance_)) + 1e-3
+    if hasattr(final, "means_"):
+        means = np.asarray(final.means_)
+        return means.mean(axis=0), means.std(axis=0) + 1.0
+    if hasattr(final, "estimators_") and hasattr(final, "estimators_features_"):
+        lo = np.full(n_features, np.inf)
+        hi = np.full(n_features, -np.inf)
+        for est, features in zip(final.estimators_, final.estimators_features_, strict=True):
+            tree = est.tree_
+            inner = tree.children_left != -1
+            cols = np.asarray(features)[tree.feature[inner]]
+            np.minimum.at(lo, cols, tree.threshold[inner])
+            np.maximum.at(hi, cols, tree.threshold[inner])
+        lo, hi = np.where(np.isfinite(lo), lo, -1.0), np.where(np.isfinite(hi), hi, 1.0)
+        return (lo + hi) / 2, (hi - lo) / 4 + 1e-3
+    return np.zeros(n_features), np.ones(n_features)
+
+
+def _reference_answers(model: Any, X: npt.NDArray[Any]) -> dict[str, npt.NDArray[Any]]:
+    from engines.sklearn_engine import SklearnEngine
+
+    engine = SklearnEngine(model)
+    calls = {"label": "predict", "decision_function": "decision_function"}
+    return {
+        output: getattr(engine, calls.get(output, output))(X)
+        for output in ("label", "decision_function", "score_samples")
+        if calls.get(output, output) in engine.methods
+    }
+
+
+def validate_export(
+    model: Any, proto: onnx.ModelProto, X: npt.NDArray[Any], tolerance: Tolerance
+) -> ValidationSummary:
+    """Run ``proto`` in onnxruntime against ``model`` on ``X`` and compare every output."""
+    from engines.onnx_engine import OnnxEngine
+
+    engine = OnnxEngine(proto, EngineConfig(provider="cpu", collect_metrics=False))
+    ours = engine.run_raw(X)
+    expected = _reference_answers(model, X)
+    comparisons = []
+    for name in ("label", "decision_function", "score_samples"):
+        if name in ours and expected.get(name) is not None:
+            comparisons.append(compare_outputs(name, ours[name], expected[name], tolerance))
+    labels = [c.label_agreement for c in comparisons if c.label_agreement is not None]
+    scores = [c for c in comparisons if c.output != "label"]
+    return ValidationSummary(
+        n_rows=len(X),
+        label_agreement=labels[0] if labels else None,
+        max_abs_err=max((c.max_abs_err for c in scores), default=0.0),
+        max_rel_err=max((c.max_rel_err for c in scores), default=0.0),
+        passed=all(c.passed for c in comparisons),
+        comparisons=tuple(comparisons),
+    )
+
+
+def export(
+    model: Any,
+    n_features: int | None = None,
+    path: str | Path | None = None,
+    *,
+    exporter: Exporter = "auto",
+    dtype: str | type = "float32",
+    metadata: dict[str, Any] | None = None,
+    validate: bool = True,
+    validation_data: npt.ArrayLike | None = None,
+    tolerance: Tolerance | None = None,
+) -> ExportReport:
+    """Export a fitted anomaly detector to ONNX: outputs label, decision_function, score_samples.
+
+    ``exporter="auto"`` uses the native exporter where one exists, else skl2onnx. With
+    ``validate=True`` the ONNX model is run against the estimator on ``validation_data`` (or
+    rows sampled around the fitted data, 10% far out) and ExportValidationError is raised with
+    the numbers if it disagrees beyond ``tolerance``; the summary is stored in the metadata.
+
+    Example:
+        >>> report = export(IsolationForest().fit(X), path="m.onnx")  # doctest: +SKIP
+        >>> report.validation.label_agreement  # doctest: +SKIP
+        1.0
+    """
+    final = _check_exportable(model)
+    width = int(n_features if n_features is not None else final.n_features_in_)
+    if width != final.n_features_in_:
+        raise ValueError(f"n_features={width} but the model was fitted on {final.n_features_in_}")
+    np_dtype = np.dtype(dtype)
+    if np_dtype not in (np.float32, np.float64):
+        raise ValueError(f"dtype must be float32 or float64, got {np_dtype}")
+    chosen = _choose_exporter(model, exporter)
+    start = time.perf_counter()
+    if chosen == "native":
+        proto = native_to_onnx(model, dtype=np_dtype)
+    else:
+        from engines._skl2onnx import skl2onnx_to_onnx
+
+        proto = skl2onnx_to_onnx(model, n_features=width, dtype=np_dtype)
+    seconds = time.perf_counter() - start
+    meta = _metadata(model, width, np_dtype, chosen)
+    meta.update(metadata or {})
+    summary = None
+    if validate:
+        X = (
+            validation_rows(model, width)
+            if validation_data is None
+            else np.asarray(validation_data, dtype=np.float64)
+        ).astype(np_dtype)
+        bounds = tolerance or default_tolerance(final, chosen)
+        summary = validate_export(model, proto, X, bounds)
+        if not summary.passed:
+            failed = [c for c in summary.comparisons if not c.passed]
+            details = "; ".join(
+                f"{c.output}: max_abs_err={c.max_abs_err:.3g} max_rel_err={c.max_rel_err:.3g}"
+                + (
+                    f" label_agreement={c.label_agreement:.4f}"
+                    if c.label_agreement is not None
+                    else ""
+                )
+                + (
+                    f" (first bad row {c.worst_row}: {X[c.worst_row].tolist()})"
+                    if c.worst_row is not None
+                    else ""
+                )
+                for c in failed
+            )
+            raise ExportValidationError(
+                f"{chosen} export of {type(final).__name__} disagrees with the estimator on "
+                f"{len(X)} rows beyond {bounds}: {details}",
+                summary={"max_abs_err": summary.max_abs_err, "max_rel_err": summary.max_rel_err},
+            )
+        meta["validation"] = json.loads(json.dumps(summary.as_dict()))
+    write_metadata(proto, meta)
+    payload = proto.SerializeToString()
+    out_path = None if path is None else atomic_write_bytes(path, payload)
+    return ExportReport(
+        model=proto,
+        path=out_path,
+        exporter=chosen,
+        sha256=hashlib.sha256(payload).hexdigest(),
+        seconds=seconds,
+        validation=summary,
+        n_nodes=len(proto.graph.node),
+    )

@@ -1,0 +1,68 @@
+"""Which estimators have a native exporter, and the dispatch to it."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import onnx
+from sklearn.covariance import EllipticEnvelope
+from sklearn.ensemble import IsolationForest
+from sklearn.mixture import BayesianGaussianMixture, GaussianMixture
+from sklearn.neighbors import LocalOutlierFactor
+
+from engines.detectors import PCAReconstructionDetector
+from engines.errors import UnsupportedModelError
+from engines.native._preprocess import split_pipeline
+
+__all__ = ["NATIVE_ESTIMATORS", "native_supported", "native_to_onnx"]
+
+#: Final estimators with a native exporter (scalers in a Pipeline in front are replayed).
+NATIVE_ESTIMATORS: tuple[type, ...] = (
+    IsolationForest,
+    EllipticEnvelope,
+    GaussianMixture,
+    BayesianGaussianMixture,
+    PCAReconstructionDetector,
+    LocalOutlierFactor,
+)
+
+
+def native_supported(model: Any) -> bool:
+    """Whether ``native_to_onnx`` can export ``model``."""
+    try:
+        _, final = split_pipeline(model)
+    except UnsupportedModelError:
+        return False
+    if isinstance(final, LocalOutlierFactor) and not final.novelty:
+        return False
+    return isinstance(final, NATIVE_ESTIMATORS)
+
+
+def native_to_onnx(model: Any, *, dtype: Any = np.float32, **options: Any) -> onnx.ModelProto:
+    """Export ``model`` with its native exporter; UnsupportedModelError when there is none."""
+    steps, final = split_pipeline(model)
+    if isinstance(final, IsolationForest):
+        from engines.native.iforest import iforest_to_onnx
+
+        return iforest_to_onnx(final, dtype=dtype, steps=steps, **options)
+    if isinstance(final, EllipticEnvelope):
+        from engines.native.gaussian import elliptic_to_onnx
+
+        return elliptic_to_onnx(final, dtype=dtype, steps=steps)
+    if isinstance(final, GaussianMixture | BayesianGaussianMixture):
+        from engines.native.gaussian import mixture_to_onnx
+
+        return mixture_to_onnx(final, dtype=dtype, steps=steps)
+    if isinstance(final, PCAReconstructionDetector):
+        from engines.native.gaussian import pca_detector_to_onnx
+
+        return pca_detector_to_onnx(final, dtype=dtype, steps=steps)
+    if isinstance(final, LocalOutlierFactor) and final.novelty:
+        from engines.native.lof import lof_to_onnx
+
+        return lof_to_onnx(final, dtype=dtype, steps=steps)
+    raise UnsupportedModelError(
+        f"no native exporter for {type(final).__name__}; native exporters exist for "
+        f"{[cls.__name__ for cls in NATIVE_ESTIMATORS]} (use exporter='skl2onnx' or 'auto')"
+    )
