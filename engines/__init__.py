@@ -9,6 +9,7 @@ Example:
 from engines._version import __version__
 from engines.base import METHODS, Engine, Metrics
 from engines.config import PROVIDER_ALIASES, EngineConfig
+from engines.detectors import PCAReconstructionDetector
 from engines.errors import (
     EngineError,
     ExportValidationError,
@@ -20,20 +21,40 @@ from engines.errors import (
     ProviderUnavailableError,
     UnsupportedModelError,
 )
+from engines.export import EXPORTABLE, ExportReport, ValidationSummary, export
 from engines.factory import create_engine
 from engines.fallback import FallbackEngine
 from engines.metadata import read_metadata
 from engines.onnx_engine import OnnxEngine
-from engines.persistence import load_model
+from engines.persistence import load_model, save_model
 from engines.providers import ProviderStatus, probe_providers
+from engines.quantize import QuantizeReport, quantize
 from engines.sklearn_engine import SklearnEngine
+from engines.tolerance import Tolerance
+
+_LAZY = {  # torch is an optional extra: imported only when these are used
+    "export_torch": "engines.torch_export",
+    "AutoencoderDetector": "engines.torch_models",
+}
+
+
+def __getattr__(name: str) -> object:
+    if name in _LAZY:
+        import importlib
+
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'engines' has no attribute {name!r}")
+
 
 __all__ = [
+    "EXPORTABLE",
     "METHODS",
     "PROVIDER_ALIASES",
+    "AutoencoderDetector",
     "Engine",
     "EngineConfig",
     "EngineError",
+    "ExportReport",
     "ExportValidationError",
     "FallbackEngine",
     "FallbackWarning",
@@ -43,13 +64,21 @@ __all__ = [
     "Metrics",
     "ModelLoadError",
     "OnnxEngine",
+    "PCAReconstructionDetector",
     "ProviderStatus",
     "ProviderUnavailableError",
+    "QuantizeReport",
     "SklearnEngine",
+    "Tolerance",
     "UnsupportedModelError",
+    "ValidationSummary",
     "__version__",
     "create_engine",
+    "export",
+    "export_torch",
     "load_model",
     "probe_providers",
+    "quantize",
     "read_metadata",
+    "save_model",
 ]

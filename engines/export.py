@@ -33,7 +33,7 @@ __all__ = [
     "validation_rows",
 ]
 
-Exporter = Literal["auto", "native", "skl2onnx"]
+Exporter = Literal["auto", "native", "skl2onnx", "torch"]
 
 #: Final estimators `export` knows, by class name (scalers may stand in front in a Pipeline).
 EXPORTABLE: tuple[str, ...] = (
@@ -45,6 +45,7 @@ EXPORTABLE: tuple[str, ...] = (
     "BayesianGaussianMixture",
     "EllipticEnvelope",
     "PCAReconstructionDetector",
+    "AutoencoderDetector",
 )
 
 
@@ -81,6 +82,8 @@ class ExportReport:
 def default_tolerance(final: Any, exporter: str) -> Tolerance:
     """The bounds an export of ``final`` by ``exporter`` is held to."""
     name = type(final).__name__
+    if exporter == "torch":
+        return Tolerance(label_agreement=0.999, rtol=1e-4, atol=1e-6)
     if exporter == "native":
         if name == "IsolationForest":
             return Tolerance(label_agreement=1.0, rtol=0.0, atol=1e-6)
@@ -113,8 +116,20 @@ def _check_exportable(model: Any) -> Any:
 
 
 def _choose_exporter(model: Any, exporter: str) -> str:
-    if exporter not in ("auto", "native", "skl2onnx"):
-        raise ValueError(f"exporter must be 'auto', 'native' or 'skl2onnx', got {exporter!r}")
+    if exporter not in ("auto", "native", "skl2onnx", "torch"):
+        raise ValueError(
+            f"exporter must be 'auto', 'native', 'skl2onnx' or 'torch', got {exporter!r}"
+        )
+    is_torch = type(_final(model)).__name__ == "AutoencoderDetector"
+    if is_torch and isinstance(model, Pipeline):
+        raise UnsupportedModelError("AutoencoderDetector is exported on its own, not in a Pipeline")
+    if is_torch != (exporter == "torch") and exporter != "auto":
+        raise UnsupportedModelError(
+            f"exporter={exporter!r} does not apply to {type(_final(model)).__name__}: "
+            "torch models use exporter='torch' (or 'auto')"
+        )
+    if is_torch:
+        return "torch"
     if exporter == "auto":
         return "native" if native_supported(model) else "skl2onnx"
     return exporter
@@ -204,6 +219,9 @@ def _fitted_cloud(final: Any, n_features: int) -> tuple[npt.NDArray[Any], npt.ND
             return data.mean(axis=0), data.std(axis=0) + 1e-3
     if hasattr(final, "location_") and hasattr(final, "covariance_"):
         return final.location_, np.sqrt(np.diag(final.covariance_)) + 1e-3
+    if hasattr(final, "module_") and hasattr(final.module_, "mean"):
+        module = final.module_
+        return module.mean.numpy().astype(np.float64), module.scale.numpy().astype(np.float64)
     if hasattr(final, "means_"):
         means = np.asarray(final.means_)
         return means.mean(axis=0), means.std(axis=0) + 1.0
@@ -222,6 +240,7 @@ def _fitted_cloud(final: Any, n_features: int) -> tuple[npt.NDArray[Any], npt.ND
 
 
 def _reference_answers(model: Any, X: npt.NDArray[Any]) -> dict[str, npt.NDArray[Any]]:
+    """The estimator's answers by output name, for the methods it has."""
     from engines.sklearn_engine import SklearnEngine
 
     engine = SklearnEngine(model)
@@ -240,12 +259,19 @@ def validate_export(
     from engines.onnx_engine import OnnxEngine
 
     engine = OnnxEngine(proto, EngineConfig(provider="cpu", collect_metrics=False))
-    ours = engine.run_raw(X)
     expected = _reference_answers(model, X)
+    calls = {"label": "predict", "decision_function": "decision_function"}
     comparisons = []
-    for name in ("label", "decision_function", "score_samples"):
-        if name in ours and expected.get(name) is not None:
-            comparisons.append(compare_outputs(name, ours[name], expected[name], tolerance))
+    for name, reference in expected.items():
+        method = calls.get(name, name)
+        if method in engine.methods:
+            ours = getattr(engine, method)(X)
+            comparisons.append(compare_outputs(name, ours, reference, tolerance))
+    if not comparisons:
+        raise ExportValidationError(
+            f"nothing to validate: the ONNX model answers {sorted(engine.methods)} and the "
+            f"estimator {sorted(expected)}"
+        )
     labels = [c.label_agreement for c in comparisons if c.label_agreement is not None]
     scores = [c for c in comparisons if c.output != "label"]
     return ValidationSummary(
@@ -291,7 +317,16 @@ def export(
         raise ValueError(f"dtype must be float32 or float64, got {np_dtype}")
     chosen = _choose_exporter(model, exporter)
     start = time.perf_counter()
-    if chosen == "native":
+    if chosen == "torch":
+        if np_dtype != np.float32:
+            raise ValueError("torch models are exported with float32 input only")
+        from engines.torch_export import export_torch
+
+        example = validation_rows(model, width, n=8).astype(np.float32)
+        proto = export_torch(
+            final.module_, example, validate=False, offset=float(final.offset_)
+        ).model
+    elif chosen == "native":
         proto = native_to_onnx(model, dtype=np_dtype)
     else:
         from engines._skl2onnx import skl2onnx_to_onnx

@@ -9,13 +9,15 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from engines.errors import ModelLoadError
+from engines.errors import ModelLoadError, UnsupportedModelError
 
-__all__ = ["DEFAULT_TRUSTED", "file_sha256", "load_model"]
+__all__ = ["DEFAULT_TRUSTED", "file_sha256", "load_model", "save_model"]
 
 #: Types skops does not trust out of the box but that are plain data holders of the estimators
 #: this project serves (fitted tree structures). Anything else must be trusted by the caller.
-DEFAULT_TRUSTED: frozenset[str] = frozenset({"sklearn.tree._tree.Tree"})
+DEFAULT_TRUSTED: frozenset[str] = frozenset(
+    {"sklearn.tree._tree.Tree", "engines.detectors.PCAReconstructionDetector"}
+)
 
 _PICKLE_SUFFIXES = (".pkl", ".pickle", ".joblib")
 
@@ -97,3 +99,55 @@ def _load_pickle(path: Path) -> Any:
             return pickle.load(handle)
     except Exception as exc:
         raise ModelLoadError(f"{path} could not be unpickled: {exc}") from exc
+
+
+def save_model(
+    model: Any,
+    path: str | Path,
+    *,
+    onnx: bool = False,
+    exporter: str = "auto",
+    validation_data: Any = None,
+) -> dict[str, Any]:
+    """Save a fitted estimator as ``<path>.skops`` (and ``<path>.onnx``) with a ``manifest.json``.
+
+    The manifest lists each file with its sha256 and the library versions, so a deployment can
+    check it serves what was validated. Returns the manifest.
+
+    Example:
+        >>> save_model(detector, "models/detector", onnx=True)["files"]  # doctest: +SKIP
+        {'detector.skops': '…', 'detector.onnx': '…'}
+    """
+    import json
+
+    import skops.io as sio
+
+    from engines._io import atomic_write_bytes
+    from engines.export import _library_versions, export
+
+    if type(model).__name__ == "AutoencoderDetector":
+        raise UnsupportedModelError(
+            "skops cannot persist torch modules securely: deploy the autoencoder as ONNX with "
+            "engines.export(model, path='ae.onnx'), or save model.module_.state_dict() with torch"
+        )
+    base = Path(path)
+    if base.suffix in (".skops", ".onnx"):
+        base = base.with_suffix("")
+    base.parent.mkdir(parents=True, exist_ok=True)
+    files: dict[str, str] = {}
+    skops_path = atomic_write_bytes(base.with_suffix(".skops"), sio.dumps(model))
+    files[skops_path.name] = file_sha256(skops_path)
+    manifest: dict[str, Any] = {"estimator": type(model).__name__, "files": files}
+    if onnx:
+        report = export(
+            model, path=base.with_suffix(".onnx"), exporter=exporter,  # type: ignore[arg-type]
+            validation_data=validation_data,
+        )  # fmt: skip
+        assert report.path is not None
+        files[report.path.name] = report.sha256
+        manifest["exporter"] = report.exporter
+        manifest["validation"] = None if report.validation is None else report.validation.as_dict()
+    manifest["versions"] = _library_versions()
+    manifest_path = base.parent / "manifest.json"
+    atomic_write_bytes(manifest_path, json.dumps(manifest, indent=2, default=str).encode())
+    return manifest
