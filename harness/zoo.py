@@ -1,0 +1,239 @@
+"""The model-case zoo: named, frozen cases shared by the parity and benchmark suites."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable, Mapping
+from functools import cache
+from types import MappingProxyType
+from typing import Any, Literal
+
+from sklearn.covariance import EllipticEnvelope
+from sklearn.ensemble import IsolationForest
+from sklearn.linear_model import SGDOneClassSVM
+from sklearn.mixture import BayesianGaussianMixture, GaussianMixture
+from sklearn.neighbors import LocalOutlierFactor
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import StandardScaler
+from sklearn.svm import OneClassSVM
+
+from engines import PCAReconstructionDetector, Tolerance
+from harness.datasets import Dataset, load_dataset
+
+__all__ = ["CASES", "EXPORTERS", "ModelCase", "cases", "fitted"]
+
+Profile = Literal["fast", "regular", "large"]
+EXPORTERS: tuple[str, ...] = ("native", "skl2onnx", "torch")
+_PROFILE_ORDER = {"fast": 0, "regular": 1, "large": 2}
+
+NO_NATIVE = "no native exporter for this estimator: skl2onnx's graph is used"
+NOT_SKLEARN = "not a scikit-learn estimator"
+
+
+def _frozen(mapping: Mapping[str, Any]) -> Mapping[str, Any]:
+    return MappingProxyType(dict(mapping))
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelCase:
+    """A detector on a dataset, the exporters that apply, and how close they must answer.
+
+    ``unsupported`` maps an exporter to the reason it cannot handle the case; those pairs are
+    listed (and reported) but never run. ``tolerances`` overrides the default per exporter.
+    """
+
+    name: str
+    factory: Callable[[], Any] = dataclasses.field(repr=False)
+    dataset: str
+    exporters: tuple[str, ...]
+    unsupported: Mapping[str, str] = dataclasses.field(default_factory=dict)
+    tolerances: Mapping[str, Tolerance] = dataclasses.field(default_factory=dict)
+    profile: Profile = "fast"
+    description: str = ""
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "unsupported", _frozen(self.unsupported))
+        object.__setattr__(self, "tolerances", _frozen(self.tolerances))
+        unknown = set(self.exporters) | set(self.unsupported)
+        if unknown - set(EXPORTERS):
+            raise ValueError(f"{self.name}: unknown exporters {sorted(unknown - set(EXPORTERS))}")
+        if overlap := set(self.exporters) & set(self.unsupported):
+            raise ValueError(f"{self.name}: {sorted(overlap)} both supported and unsupported")
+
+    def data(self) -> Dataset:
+        return load_dataset(self.dataset)
+
+    def tolerance(self, exporter: str) -> Tolerance | None:
+        """The case's own bound for ``exporter`` (None: the exporter's default)."""
+        return self.tolerances.get(exporter)
+
+
+def _autoencoder() -> Any:
+    from engines.torch_models import AutoencoderDetector
+
+    return AutoencoderDetector(hidden=(16, 4), epochs=40, random_state=0)
+
+
+_BOTH = ("native", "skl2onnx")
+_SKL_ONLY = {"native": NO_NATIVE, "torch": NOT_SKLEARN}
+_TREE_TORCH = {"torch": NOT_SKLEARN}
+
+CASES: tuple[ModelCase, ...] = (
+    ModelCase(
+        "iforest-100",
+        lambda: IsolationForest(n_estimators=100, random_state=0),
+        "telemetry",
+        _BOTH,
+        _TREE_TORCH,
+        description="IsolationForest, 100 trees, contamination auto",
+    ),
+    ModelCase(
+        "iforest-300",
+        lambda: IsolationForest(n_estimators=300, random_state=0),
+        "telemetry",
+        _BOTH,
+        _TREE_TORCH,
+        profile="regular",
+        description="IsolationForest, 300 trees, contamination auto",
+    ),
+    ModelCase(
+        "iforest-300-c05",
+        lambda: IsolationForest(n_estimators=300, contamination=0.05, random_state=0),
+        "telemetry",
+        _BOTH,
+        _TREE_TORCH,
+        profile="regular",
+        description="IsolationForest, 300 trees, contamination 0.05",
+    ),
+    ModelCase(
+        "iforest-mf05",
+        lambda: IsolationForest(n_estimators=100, max_features=0.5, random_state=0),
+        "telemetry",
+        ("native",),
+        {"skl2onnx": "skl2onnx refuses max_features < 1.0", **_TREE_TORCH},
+        description="IsolationForest, max_features 0.5",
+    ),
+    ModelCase(
+        "iforest-bootstrap",
+        lambda: IsolationForest(n_estimators=100, bootstrap=True, max_samples=0.5, random_state=0),
+        "breast_cancer",
+        _BOTH,
+        _TREE_TORCH,
+        description="IsolationForest, bootstrap, max_samples 0.5, on breast_cancer",
+    ),
+    ModelCase(
+        "scaler-iforest",
+        lambda: make_pipeline(StandardScaler(), IsolationForest(n_estimators=100, random_state=0)),
+        "telemetry",
+        _BOTH,
+        _TREE_TORCH,
+        description="StandardScaler + IsolationForest pipeline",
+    ),
+    ModelCase(
+        "ocsvm-rbf",
+        lambda: OneClassSVM(kernel="rbf", gamma="scale", nu=0.05),
+        "telemetry",
+        ("skl2onnx",),
+        _SKL_ONLY,
+        description="OneClassSVM, rbf kernel",
+    ),
+    ModelCase(
+        "sgd-ocsvm",
+        lambda: make_pipeline(StandardScaler(), SGDOneClassSVM(nu=0.05, random_state=0)),
+        "telemetry",
+        ("skl2onnx",),
+        _SKL_ONLY,
+        description="StandardScaler + SGDOneClassSVM",
+    ),
+    ModelCase(
+        "lof-novelty",
+        lambda: LocalOutlierFactor(n_neighbors=20, novelty=True),
+        "telemetry",
+        _BOTH,
+        _TREE_TORCH,
+        description="LocalOutlierFactor(novelty=True), 20 neighbours",
+    ),
+    ModelCase(
+        "gmm-full",
+        lambda: GaussianMixture(n_components=4, covariance_type="full", random_state=0),
+        "telemetry-dense",
+        _BOTH,
+        _TREE_TORCH,
+        description="GaussianMixture, 4 components, full covariance (score_samples only)",
+    ),
+    ModelCase(
+        "gmm-diag",
+        lambda: GaussianMixture(n_components=3, covariance_type="diag", random_state=0),
+        "digits",
+        _BOTH,
+        _TREE_TORCH,
+        description="GaussianMixture, 3 components, diagonal covariance, on digits",
+    ),
+    ModelCase(
+        "bgmm-tied",
+        lambda: BayesianGaussianMixture(
+            n_components=3, covariance_type="tied", max_iter=500, random_state=0
+        ),
+        "telemetry-dense",
+        _BOTH,
+        _TREE_TORCH,
+        description="BayesianGaussianMixture, tied covariance",
+    ),
+    ModelCase(
+        "elliptic-envelope",
+        lambda: EllipticEnvelope(contamination=0.05, random_state=0),
+        "telemetry-dense",
+        ("native",),
+        {"skl2onnx": "skl2onnx has no EllipticEnvelope converter", **_TREE_TORCH},
+        description="EllipticEnvelope (minimum covariance determinant)",
+    ),
+    ModelCase(
+        "pca-recon",
+        lambda: PCAReconstructionDetector(n_components=4, contamination=0.05),
+        "telemetry",
+        ("native",),
+        {
+            "skl2onnx": "skl2onnx has no PCA inverse_transform, so no reconstruction score",
+            **_TREE_TORCH,
+        },
+        description="PCA reconstruction-error detector (engines.PCAReconstructionDetector)",
+    ),  # fmt: skip
+    ModelCase(
+        "autoencoder",
+        _autoencoder,
+        "telemetry-dense",
+        ("torch",),
+        {"native": "a torch module: exported by torch.onnx", "skl2onnx": NOT_SKLEARN},
+        profile="regular",
+        description="MLP autoencoder (torch), reconstruction error with a contamination threshold",
+    ),
+    ModelCase(
+        "iforest-w1",
+        lambda: IsolationForest(n_estimators=300, random_state=0),
+        "w1",
+        _BOTH,
+        _TREE_TORCH,
+        profile="large",
+        description="W1: IsolationForest(300) on 10,000 x 25 standard normal",
+    ),
+)
+
+_BY_NAME = {case.name: case for case in CASES}
+
+
+def cases(profile: Profile = "large", names: list[str] | None = None) -> list[ModelCase]:
+    """Cases up to ``profile`` (fast < regular < large), optionally only ``names``."""
+    if names:
+        missing = [n for n in names if n not in _BY_NAME]
+        if missing:
+            raise KeyError(f"unknown cases {missing}; known: {sorted(_BY_NAME)}")
+        return [_BY_NAME[n] for n in names]
+    limit = _PROFILE_ORDER[profile]
+    return [c for c in CASES if _PROFILE_ORDER[c.profile] <= limit]
+
+
+@cache
+def fitted(name: str) -> Any:
+    """The case's detector fitted on its dataset's training rows (once per process)."""
+    case = _BY_NAME[name]
+    return case.factory().fit(case.data().X_train)
