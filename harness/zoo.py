@@ -197,7 +197,7 @@ CASES: tuple[ModelCase, ...] = (
             **_TREE_TORCH,
         },
         description="PCA reconstruction-error detector (engines.PCAReconstructionDetector)",
-    ),  # fmt: skip
+    ),
     ModelCase(
         "autoencoder",
         _autoencoder,
