@@ -17,10 +17,10 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 from sklearn.svm import OneClassSVM
 
-from engines import PCAReconstructionDetector, Tolerance
+from engines import ExportReport, PCAReconstructionDetector, Tolerance, export
 from harness.datasets import Dataset, load_dataset
 
-__all__ = ["CASES", "EXPORTERS", "ModelCase", "cases", "fitted"]
+__all__ = ["CASES", "EXPORTERS", "ModelCase", "cases", "exported", "fitted"]
 
 Profile = Literal["fast", "regular", "large"]
 EXPORTERS: tuple[str, ...] = ("native", "skl2onnx", "torch")
@@ -71,7 +71,7 @@ class ModelCase:
 def _autoencoder() -> Any:
     from engines.torch_models import AutoencoderDetector
 
-    return AutoencoderDetector(hidden=(16, 4), epochs=40, random_state=0)
+    return AutoencoderDetector(hidden=(128, 32), epochs=30, random_state=0)
 
 
 _BOTH = ("native", "skl2onnx")
@@ -237,3 +237,18 @@ def fitted(name: str) -> Any:
     """The case's detector fitted on its dataset's training rows (once per process)."""
     case = _BY_NAME[name]
     return case.factory().fit(case.data().X_train)
+
+
+@cache
+def exported(name: str, exporter: str, dtype: str = "float32") -> ExportReport:
+    """The case exported by ``exporter`` and validated on its test rows (once per process)."""
+    case = _BY_NAME[name]
+    if exporter in case.unsupported:
+        raise ValueError(f"{name}: {exporter} does not apply ({case.unsupported[exporter]})")
+    return export(
+        fitted(name),
+        exporter=exporter,  # type: ignore[arg-type]
+        dtype=dtype,
+        validation_data=case.data().X_test,
+        tolerance=case.tolerance(exporter),
+    )

@@ -63,3 +63,47 @@ def test_bad_files(tmp_path: Path, name: str, payload: bytes | None, message: st
         path.write_bytes(payload)
     with pytest.raises(ModelLoadError, match=message):
         load_model(path, trust_pickle=True)
+
+
+def test_save_model_writes_skops_onnx_and_manifest(
+    tmp_path: Path, iforest: IsolationForest, rng_data: np.ndarray
+) -> None:
+    import json
+
+    from engines import OnnxEngine, save_model
+    from engines.persistence import file_sha256
+
+    manifest = save_model(iforest, tmp_path / "models" / "detector", onnx=True)
+    folder = tmp_path / "models"
+    assert sorted(p.name for p in folder.iterdir()) == [
+        "detector.onnx", "detector.skops", "manifest.json",
+    ]  # fmt: skip
+    on_disk = json.loads((folder / "manifest.json").read_text())
+    assert on_disk == json.loads(json.dumps(manifest))
+    for name, digest in manifest["files"].items():
+        assert file_sha256(folder / name) == digest
+    assert manifest["exporter"] == "native"
+    assert manifest["validation"]["passed"] is True
+    loaded = load_model(folder / "detector.skops")
+    np.testing.assert_array_equal(loaded.predict(rng_data), iforest.predict(rng_data))
+    np.testing.assert_array_equal(
+        OnnxEngine(folder / "detector.onnx").predict(rng_data), iforest.predict(rng_data)
+    )
+
+
+def test_project_detectors_load_from_skops(tmp_path: Path, rng_data: np.ndarray) -> None:
+    from engines import PCAReconstructionDetector, save_model
+
+    detector = PCAReconstructionDetector(n_components=2).fit(rng_data)
+    save_model(detector, tmp_path / "pca.skops")
+    np.testing.assert_array_equal(
+        load_model(tmp_path / "pca.skops").score_samples(rng_data), detector.score_samples(rng_data)
+    )
+
+
+def test_torch_detector_is_not_pickled_into_skops(tmp_path: Path) -> None:
+    from engines import UnsupportedModelError, save_model
+    from harness.zoo import fitted
+
+    with pytest.raises(UnsupportedModelError, match="deploy the autoencoder as ONNX"):
+        save_model(fitted("autoencoder"), tmp_path / "ae")
