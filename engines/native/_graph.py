@@ -62,10 +62,18 @@ class GraphBuilder:
         ``outputs`` maps contract names (label, decision_function, score_samples) to tensors.
         """
         graph_outputs = []
+        produced = {out for node in self.nodes for out in node.output}
+        renames: dict[str, str] = {}
         for name, tensor in outputs.items():
             elem = TensorProto.INT64 if name == "label" else _ELEM[np.dtype(output_dtype)]
-            self.nodes.append(helper.make_node("Identity", [tensor], [name]))
+            if tensor in produced and tensor not in renames:
+                renames[tensor] = name  # the node writes the output directly: no Identity
+            else:
+                self.nodes.append(helper.make_node("Identity", [tensor], [name]))
             graph_outputs.append(helper.make_tensor_value_info(name, elem, ["N"]))
+        for node in self.nodes:
+            node.input[:] = [renames.get(i, i) for i in node.input]
+            node.output[:] = [renames.get(o, o) for o in node.output]
         x = helper.make_tensor_value_info("X", _ELEM[self.dtype], ["N", self.n_features])
         graph = helper.make_graph(
             self.nodes, self.name, [x], graph_outputs, initializer=self.initializers

@@ -228,7 +228,11 @@ def iforest_to_onnx(
     tree_dtype = np.float64 if variant.thresholds == "double" else np.float32
     if tree_dtype == np.float64:  # promote like scikit-learn: float32(x) compared in float64
         x = builder.cast(x, np.float64)
-    trees = _trees(forest)
+    denominator = len(forest.estimators_) * float(_average_path_length([forest._max_samples])[0])
+    # Leaves carry -path_length / denominator, so the ensemble's sum is the exponent itself.
+    # (One training sample: scikit-learn sets the ratio to 1, i.e. the exponent to -1.)
+    scale = -1.0 / denominator if denominator != 0 else 0.0
+    trees = [dataclasses.replace(t, leaf_value=t.leaf_value * scale) for t in _trees(forest)]
     parts = np.array_split(np.arange(len(trees)), max(1, min(variant.n_parts, len(trees))))
     sums = []
     for part in parts:
@@ -237,17 +241,13 @@ def iforest_to_onnx(
             sums.append(_ensemble_v5(builder, x, chosen, tree_dtype))
         else:
             sums.append(_ensemble_v3(builder, x, chosen, variant.thresholds))
-    depth = sums[0]
+    exponent = sums[0]
     for other in sums[1:]:
-        depth = builder.op("Add", [depth, other])
-    depth = builder.op("Reshape", [depth, builder.const([-1], np.int64, "flat")])
+        exponent = builder.op("Add", [exponent, other])
+    exponent = builder.op("Reshape", [exponent, builder.const([-1], np.int64, "flat")])
     if builder.dtype_of_scores != np.dtype(tree_dtype) or variant.ml_opset == 3:
-        depth = builder.cast(depth, np.float64)
-    denominator = len(trees) * float(_average_path_length([forest._max_samples])[0])
-    if denominator != 0:
-        exponent = builder.op("Div", [depth, builder.const(-denominator, np.float64, "denom")])
-    else:  # one training sample: scikit-learn sets the ratio to 1
-        exponent = builder.op("Mul", [depth, builder.const(0.0, np.float64)])
+        exponent = builder.cast(exponent, np.float64)
+    if denominator == 0:
         exponent = builder.op("Sub", [exponent, builder.const(1.0, np.float64)])
     power = builder.op("Pow", [builder.const(2.0, np.float64, "two"), exponent])
     score = builder.op("Neg", [power])
