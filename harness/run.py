@@ -1,0 +1,163 @@
+"""``harness run``: the main job. Benchmarks (and parity summaries), results, reports."""
+
+from __future__ import annotations
+
+import json
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from harness.bench import Selection, build_points
+from harness.machine import git_info, machine_id
+from harness.report import write_reports
+from harness.store import ResultFile, load_result, write_result
+
+__all__ = ["RunOutcome", "run"]
+
+SUITE = Path(__file__).resolve().parent.parent / "suites" / "bench" / "test_inference.py"
+
+
+class _Collector:
+    """pytest plugin object: counts outcomes and keeps skip reasons."""
+
+    def __init__(self) -> None:
+        self.skipped: list[dict[str, str]] = []
+        self.failed: list[str] = []
+        self.passed = 0
+
+    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        test_id = report.nodeid.split("[", 1)[-1].rstrip("]")
+        if report.skipped:
+            longrepr = report.longrepr
+            reason = longrepr[2] if isinstance(longrepr, tuple) else str(longrepr)
+            self.skipped.append({"id": test_id, "reason": reason.removeprefix("Skipped: ")})
+        elif report.failed:
+            self.failed.append(test_id)
+        elif report.when == "call":
+            self.passed += 1
+
+
+class RunOutcome:
+    """What a run produced."""
+
+    def __init__(self, exit_code: int, result_paths: list[Path], reports: tuple[Path, Path] | None,
+                 collector: _Collector) -> None:  # fmt: skip
+        self.exit_code = exit_code
+        self.result_paths = result_paths
+        self.reports = reports
+        self.collector = collector
+
+
+def _pytest_args(selection: Selection, json_path: Path) -> list[str]:
+    args = [
+        str(SUITE),
+        "-p", "no:cacheprovider",
+        "-o", "addopts=",  # the project's addopts disable benchmarks for unit-test runs
+        "-o", "python_files=test_*.py",
+        "-v", "--no-header", "-W", "ignore::pytest_benchmark.logger.PytestBenchmarkWarning",
+        "--benchmark-enable",
+        "--benchmark-json", str(json_path),
+        "--benchmark-columns", "median,ops,rounds",
+        "--benchmark-sort", "name",
+        "--harness-profile", selection.profile,
+        "--harness-providers", ",".join(selection.providers),
+    ]  # fmt: skip
+    if selection.cases:
+        args += ["--harness-cases", ",".join(selection.cases)]
+    if selection.batch_sizes:
+        args += ["--harness-batch-sizes", ",".join(map(str, selection.batch_sizes))]
+    if selection.threads:
+        args += ["--harness-threads", ",".join(map(str, selection.threads))]
+    user = selection.user_model
+    if user is not None:
+        args += ["--harness-model", str(user.model)]
+        for flag, value in (
+            ("reference", user.reference),
+            ("data", user.data),
+            ("n-features", user.n_features),
+        ):
+            if value is not None:
+                args += [f"--harness-{flag}", str(value)]
+    return args
+
+
+def _split_by_provider(
+    data: dict[str, Any], providers: tuple[str, ...]
+) -> dict[str, dict[str, Any]]:
+    """One result per provider; rows without a provider (scikit-learn, torch) go in each."""
+    out = {}
+    for provider in providers:
+        rows = [
+            row for row in data.get("benchmarks", [])
+            if row.get("extra_info", {}).get("provider_requested") in (provider, "-")
+        ]  # fmt: skip
+        if any(r["extra_info"].get("provider_requested") == provider for r in rows):
+            block = dict(data["harness"], provider=provider)
+            out[provider] = {**data, "benchmarks": rows, "harness": block}
+    return out
+
+
+def run(
+    selection: Selection,
+    *,
+    out: Path,
+    results_dir: Path | None,
+) -> RunOutcome:
+    """Run the benchmark suite for ``selection``, store results, write report.md/report.html."""
+    if not SUITE.exists():
+        raise FileNotFoundError(
+            f"benchmark suite not found at {SUITE}: run the harness from a checkout of the project"
+        )
+    points = build_points(selection)
+    n_cases = len({p.case for p in points})
+    print(
+        f"harness run: profile {selection.profile}, {len(points)} benchmarks ({n_cases} cases, "
+        f"batches {list(selection.effective_batch_sizes)}, threads "
+        f"{list(selection.effective_threads)}, providers {list(selection.providers)})",
+        flush=True,
+    )
+    collector = _Collector()
+    start = time.perf_counter()
+    with tempfile.TemporaryDirectory(prefix="harness-run-") as tmp:
+        json_path = Path(tmp) / "bench.json"
+        code = int(pytest.main(_pytest_args(selection, json_path), plugins=[collector]))
+        if not json_path.exists():
+            print(f"harness run: no benchmark ran (pytest exit {code})", file=sys.stderr)
+            return RunOutcome(code or 1, [], None, collector)
+        data = json.loads(json_path.read_text())
+    data["harness"]["skipped"] = collector.skipped
+    data["harness"]["seconds"] = time.perf_counter() - start
+    per_provider = _split_by_provider(data, selection.providers)
+    results: list[ResultFile] = []
+    paths: list[Path] = []
+    commit = git_info().get("commit")
+    for provider, payload in per_provider.items():
+        if results_dir is None:
+            results.append(ResultFile(out / f"{provider}.json", payload))
+            continue
+        machine = data["harness"].get("machine_id") or machine_id()
+        path = write_result(
+            results_dir, payload, machine_id=machine, provider=provider, commit=commit
+        )
+        paths.append(path)
+        results.append(load_result(path))
+    title = "Harness report" + (" - your model" if selection.user_model else "")
+    reports = write_reports(results, out, title) if results else None
+    parity_failures = [
+        row["extra_info"]["case"] + "/" + row["extra_info"]["engine"]
+        for row in data.get("benchmarks", []) if row["extra_info"].get("parity") == "fail"
+    ]  # fmt: skip
+    print(f"\nharness run: {collector.passed} benchmarks, {len(collector.skipped)} skipped, "
+          f"{len(collector.failed)} failed in {time.perf_counter() - start:.0f} s")  # fmt: skip
+    for path in paths:
+        print(f"  results: {path}")
+    if reports:
+        print(f"  report:  {reports[0]}\n  report:  {reports[1]}")
+    if parity_failures:
+        print(f"  parity FAILED for {sorted(set(parity_failures))}", file=sys.stderr)
+    failed = code != 0 or bool(parity_failures)
+    return RunOutcome(1 if failed else 0, paths, reports, collector)

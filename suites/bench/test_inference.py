@@ -1,0 +1,43 @@
+"""Inference latency per case x engine x provider x batch size x threads (pytest-benchmark).
+
+Training, export, session creation and warm-up happen once per point, outside the timing;
+only the scoring call is timed, with its raw samples kept.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import pytest
+
+from harness.bench import BenchPoint, percentiles
+from harness.plugin import SESSION_KEY
+
+
+def test_score_samples(benchmark: Any, point: BenchPoint, request: pytest.FixtureRequest) -> None:
+    session = request.config.stash[SESSION_KEY]
+    runner = session.runner(point)
+    if runner.skip_reason:
+        pytest.skip(runner.skip_reason)
+    assert runner.fn is not None
+    X = runner.batch(point.batch_size)
+    start = time.perf_counter()
+    runner.fn(X)  # warm-up, and the estimate that sets the number of rounds
+    estimate = max(time.perf_counter() - start, 1e-6)
+    target = session.selection.spec.target_seconds
+    rounds = int(min(200, max(5, target / estimate)))
+    benchmark.group = f"{point.case}-b{point.batch_size}-t{point.threads}"
+    benchmark.extra_info.update(
+        runner.info,
+        engine=point.engine,
+        exporter=point.exporter,
+        provider_requested=point.provider,
+        batch_size=point.batch_size,
+        threads=point.threads,
+    )
+    benchmark.pedantic(runner.fn, args=(X,), rounds=rounds, iterations=1, warmup_rounds=1)
+    stats = benchmark.stats.stats
+    benchmark.extra_info.update(
+        percentiles(stats.data), samples_per_s=point.batch_size / stats.median
+    )
