@@ -14,7 +14,7 @@ $(STAMP): pyproject.toml constraints/cpu.txt
 	touch $(STAMP)
 
 run: $(STAMP)
-	$(BIN)/harness providers
+	$(BIN)/harness run
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

@@ -152,6 +152,15 @@ class Runner:
     info: dict[str, Any]
     skip_reason: str | None = None
 
+    def thread_limits(self) -> Any:
+        """Context limiting BLAS/OpenMP pools (scikit-learn, NumPy) to the point's threads.
+
+        Entered once around the whole timed loop: entering it costs milliseconds.
+        """
+        from threadpoolctl import threadpool_limits
+
+        return threadpool_limits(limits=self.point.threads)
+
     def batch(self, size: int) -> npt.NDArray[Any]:
         assert self.rows is not None
         reps = -(-size // len(self.rows))
@@ -214,7 +223,7 @@ def prepare(point: BenchPoint, selection: Selection, workdir: Path) -> Runner:
     info: dict[str, Any] = {"case": case.name, "dataset": case.dataset}
     if point.engine == "sklearn":
         reference = SklearnEngine(model, collect_metrics=False)
-        return Runner(point, _threaded(reference.score_samples, point.threads), rows,
+        return Runner(point, reference.score_samples, rows,
                       {**info, "parity": "reference", "model_sha256": None})  # fmt: skip
     if point.engine == "torch-eager":
         import torch
@@ -259,17 +268,6 @@ def prepare(point: BenchPoint, selection: Selection, workdir: Path) -> Runner:
         model_sha256=extra["model_sha256"] or onnx_info["model_sha256"],
     )
     return Runner(point, engine.score_samples, rows, {**info, **extra})
-
-
-def _threaded(fn: Callable[[Any], Any], threads: int) -> Callable[[Any], Any]:
-    """Run a scikit-learn call with its BLAS/OpenMP pools limited to ``threads``."""
-    from threadpoolctl import threadpool_limits
-
-    def call(x: Any) -> Any:
-        with threadpool_limits(limits=threads):
-            return fn(x)
-
-    return call
 
 
 def _prepare_user(point: BenchPoint, selection: Selection) -> Runner:

@@ -85,10 +85,32 @@ def _environment(results: Sequence[ResultFile]) -> list[tuple[str, str]]:
     return out
 
 
+def latest_runs(results: Sequence[ResultFile]) -> tuple[list[ResultFile], list[ResultFile]]:
+    """(latest run per machine and provider, the older ones). Files sort by their NNNN name."""
+    latest: dict[tuple[Any, Any], ResultFile] = {}
+    older: list[ResultFile] = []
+    for result in sorted(results, key=lambda r: (r.path.parent.as_posix(), r.path.name)):
+        key = (result.harness.get("machine_id"), result.harness.get("provider"))
+        if key in latest:
+            older.append(latest[key])
+        latest[key] = result
+    return list(latest.values()), older
+
+
 def render_markdown(results: Sequence[ResultFile], title: str = "Harness report") -> str:
-    """Speed-up per case and batch size, latency percentiles, parity, skips, environment."""
+    """Speed-up per case and batch size, latency percentiles, parity, skips, environment.
+
+    Only the latest run per machine and provider is shown; older runs are listed.
+    """
+    results, older = latest_runs(results)
     rows = _rows(results)
     lines = [f"# {title}", ""]
+    if older:
+        lines += [
+            f"Latest run per machine and provider; {len(older)} older run(s) not shown "
+            "(compare runs with `harness compare`).",
+            "",
+        ]
     if not rows:
         return "\n".join([*lines, "No benchmark rows in these results.", ""])
     batches = sorted({_extra(r).get("batch_size", 0) for r in rows})
@@ -180,7 +202,9 @@ def _plots(rows: list[dict[str, Any]]) -> list[tuple[str, str]]:
     ]
     for title, key, ylabel in specs:
         nrows, ncols = _grid(len(cases))
-        fig, axes = plt.subplots(nrows, ncols, figsize=(4.2 * ncols, 3.2 * nrows), squeeze=False)
+        fig, axes = plt.subplots(
+            nrows, ncols, figsize=(4.2 * ncols, 3.3 * nrows), squeeze=False, layout="constrained"
+        )
         for ax, case in zip(axes.flat, cases, strict=False):
             for name, points in sorted(series[case].items()):
                 points.sort(key=lambda p: p[0])
@@ -219,7 +243,7 @@ def _plots(rows: list[dict[str, Any]]) -> list[tuple[str, str]]:
             worst[f"{e.get('case')}\n{e.get('engine')}"] = e["parity_max_abs_err"]
     parity = sorted(worst.items())
     if parity:
-        fig, ax = plt.subplots(figsize=(max(6, 0.6 * len(parity)), 3.5))
+        fig, ax = plt.subplots(figsize=(max(6, 0.6 * len(parity)), 3.5), layout="constrained")
         ax.bar(range(len(parity)), [max(v, 1e-17) for _, v in parity], color="tab:purple")
         ax.set_xticks(range(len(parity)), [k for k, _ in parity], rotation=70, fontsize=7)
         ax.set_yscale("log")
@@ -269,14 +293,17 @@ def _markdown_tables_to_html(markdown: str) -> str:
 def render_html(results: Sequence[ResultFile], title: str = "Harness report") -> str:
     """A self-contained page: the markdown report's tables plus embedded PNG plots."""
     markdown = render_markdown(results, title)
-    rows = _rows(results)
+    rows = _rows(latest_runs(results)[0])
     figures = "".join(
         f'<figure><img alt="{html.escape(name)}" src="data:image/png;base64,{png}"/>'
         f"<figcaption>{html.escape(name)}</figcaption></figure>"
         for name, png in (_plots(rows) if rows else [])
     )
     body = _markdown_tables_to_html(markdown)
-    head, _, rest = body.partition("</h1>")
+    # The speed-up table first, then the plots, then the detail tables.
+    marker = "<h2>Latency percentiles"
+    head, found, rest = body.partition(marker)
+    rest = found + rest
     style = (
         "body{font-family:system-ui,sans-serif;margin:2em;max-width:1400px}"
         "table{border-collapse:collapse;margin:1em 0;font-size:13px}"
@@ -285,7 +312,7 @@ def render_html(results: Sequence[ResultFile], title: str = "Harness report") ->
     )
     return (
         f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
-        f"<style>{style}</style></head><body>{head}</h1><h2>Plots</h2>{figures}{rest}</body></html>"
+        f"<style>{style}</style></head><body>{head}<h2>Plots</h2>{figures}{rest}</body></html>"
     )
 
 

@@ -81,3 +81,17 @@ def test_cli_report_and_compare(tmp_path: Path, capsys: pytest.CaptureFixture[st
     assert "B / A" in (tmp_path / "cmp.md").read_text()
     assert main(["report", str(tmp_path / "missing")]) == 2
     assert main(["compare", str(first), str(tmp_path / "missing")]) == 2
+
+
+def test_reports_show_the_latest_run_per_machine_and_provider(tmp_path: Path) -> None:
+    root = tmp_path / "results"
+    for scale in (1.0, 3.0):
+        write_result(
+            root, result_payload(sample_rows(scale)), machine_id="m", provider="cpu", commit=None
+        )
+    from harness.store import load_results
+
+    md = render_markdown(load_results([root]))
+    assert "1 older run(s) not shown" in md
+    # one speed-up row and two latency rows (batch 1, 100) from the latest run only
+    assert md.count("| iforest-100 | onnx-native@cpu t1 |") == 3

@@ -65,20 +65,33 @@ def mixture_to_onnx(
 ) -> onnx.ModelProto:
     """score_samples = logsumexp_k(log w_k + log N(x | mu_k, Sigma_k)), stable for far rows.
 
-    Every covariance type becomes one MatMul against the stacked precision Cholesky factors.
+    Full and tied covariances: one MatMul against the stacked precision Cholesky factors.
+    Diagonal and spherical: two (N, F) x (F, K) MatMuls, as scikit-learn computes them.
     """
     builder, x = _start("gaussian_mixture", mixture, dtype, steps or [])
     k, f = mixture.means_.shape
-    blocks = _cholesky_blocks(mixture)
-    weights = np.concatenate(list(blocks), axis=1)  # (F, K*F): [P_1 | P_2 | ...]
-    shift = np.concatenate([mixture.means_[i] @ blocks[i] for i in range(k)])
-    y = builder.op("MatMul", [x, builder.const(weights, F64, "prec_chol")])
-    y = builder.op("Sub", [y, builder.const(shift, F64, "shift")])
-    y = builder.op("Reshape", [y, builder.const([-1, k, f], np.int64, "shape")])
-    squares = _row_sum_of_squares(builder, y, axis=2)  # (N, K)
+    means = np.asarray(mixture.means_, dtype=F64)
+    if mixture.covariance_type in ("full", "tied"):
+        blocks = _cholesky_blocks(mixture)
+        weights = np.concatenate(list(blocks), axis=1)  # (F, K*F): [P_1 | P_2 | ...]
+        shift = np.concatenate([means[i] @ blocks[i] for i in range(k)])
+        y = builder.op("MatMul", [x, builder.const(weights, F64, "prec_chol")])
+        y = builder.op("Sub", [y, builder.const(shift, F64, "shift")])
+        y = builder.op("Reshape", [y, builder.const([-1, k, f], np.int64, "shape")])
+        squares = _row_sum_of_squares(builder, y, axis=2)  # (N, K)
+    else:
+        # Diagonal precisions: |P_k (x - mu_k)|^2 = (x*x) A + x B + c, O(N K F) like sklearn.
+        precision = np.asarray(mixture.precisions_cholesky_, dtype=F64) ** 2
+        if mixture.covariance_type == "spherical":
+            precision = np.repeat(precision[:, None], f, axis=1)  # (K, F)
+        quadratic = builder.op(
+            "MatMul", [builder.op("Mul", [x, x]), builder.const(precision.T, F64)]
+        )
+        linear = builder.op("MatMul", [x, builder.const(-2.0 * (means * precision).T, F64)])
+        constant = builder.const((means**2 * precision).sum(axis=1), F64, "const")
+        squares = builder.op("Add", [builder.op("Add", [quadratic, linear]), constant])
     # Each component's constant (normaliser, log weight, and the Bayesian mixture's digamma
     # terms) is taken from scikit-learn itself at the component mean, where the quadratic is 0.
-    means = np.asarray(mixture.means_, dtype=F64)
     bias = np.diag(mixture._estimate_log_prob(means)) + mixture._estimate_log_weights()
     scaled = builder.op("Mul", [squares, builder.const(-0.5, F64)])
     weighted = builder.op("Add", [scaled, builder.const(bias, F64, "bias")])

@@ -22,9 +22,10 @@ def test_score_samples(benchmark: Any, point: BenchPoint, request: pytest.Fixtur
         pytest.skip(runner.skip_reason)
     assert runner.fn is not None
     X = runner.batch(point.batch_size)
-    start = time.perf_counter()
-    runner.fn(X)  # warm-up, and the estimate that sets the number of rounds
-    estimate = max(time.perf_counter() - start, 1e-6)
+    with runner.thread_limits():
+        start = time.perf_counter()
+        runner.fn(X)  # warm-up, and the estimate that sets the number of rounds
+        estimate = max(time.perf_counter() - start, 1e-6)
     target = session.selection.spec.target_seconds
     rounds = int(min(200, max(5, target / estimate)))
     benchmark.group = f"{point.case}-b{point.batch_size}-t{point.threads}"
@@ -36,7 +37,8 @@ def test_score_samples(benchmark: Any, point: BenchPoint, request: pytest.Fixtur
         batch_size=point.batch_size,
         threads=point.threads,
     )
-    benchmark.pedantic(runner.fn, args=(X,), rounds=rounds, iterations=1, warmup_rounds=1)
+    with runner.thread_limits():
+        benchmark.pedantic(runner.fn, args=(X,), rounds=rounds, iterations=1, warmup_rounds=1)
     stats = benchmark.stats.stats
     benchmark.extra_info.update(
         percentiles(stats.data), samples_per_s=point.batch_size / stats.median
