@@ -51,7 +51,8 @@ def as_batch(
         )
     target = dtype if dtype is not None else (arr.dtype if arr.dtype.kind == "f" else np.float64)
     if arr.dtype != target:
-        arr = arr.astype(target)
+        with np.errstate(over="ignore"):  # beyond float32's range becomes inf, as in scikit-learn
+            arr = arr.astype(target)
     if not arr.flags.c_contiguous:
         arr = np.ascontiguousarray(arr)
     return arr

@@ -19,8 +19,8 @@ from sklearn.pipeline import Pipeline
 from engines._io import atomic_write_bytes
 from engines._version import __version__
 from engines.config import EngineConfig
-from engines.errors import ExportValidationError, UnsupportedModelError
-from engines.metadata import OFFSET_KEY, write_metadata
+from engines.errors import ExportValidationError, InputError, UnsupportedModelError
+from engines.metadata import ACCEPTS_INF_KEY, ACCEPTS_NAN_KEY, OFFSET_KEY, write_metadata
 from engines.native import native_supported, native_to_onnx
 from engines.tolerance import Comparison, Tolerance, compare_outputs
 
@@ -190,7 +190,27 @@ def _metadata(model: Any, n_features: int, dtype: np.dtype[Any], exporter: str) 
     }
     if offset is not None:
         meta[OFFSET_KEY] = float(np.ravel(offset)[0])
+    meta.update(input_policy(model, n_features))
     return meta
+
+
+def input_policy(model: Any, n_features: int) -> dict[str, bool]:
+    """Whether the estimator answers a row holding NaN, and one holding inf (probed)."""
+    from engines.sklearn_engine import SklearnEngine
+
+    engine = SklearnEngine(model, collect_metrics=False)
+    method = "score_samples" if "score_samples" in engine.methods else sorted(engine.methods)[0]
+    policy = {}
+    for key, value in ((ACCEPTS_NAN_KEY, np.nan), (ACCEPTS_INF_KEY, np.inf)):
+        row = np.zeros((1, n_features), dtype=np.float64)
+        row[0, 0] = value
+        try:
+            getattr(engine, method)(row)
+        except InputError:
+            policy[key] = False
+        else:
+            policy[key] = True
+    return policy
 
 
 def validation_rows(

@@ -11,10 +11,22 @@ import onnx
 
 from engines.errors import ModelLoadError
 
-__all__ = ["OFFSET_KEY", "SCORE_KIND_KEY", "decode_metadata", "read_metadata", "write_metadata"]
+__all__ = [
+    "ACCEPTS_INF_KEY",
+    "ACCEPTS_NAN_KEY",
+    "OFFSET_KEY",
+    "SCORE_KIND_KEY",
+    "decode_metadata",
+    "read_metadata",
+    "write_metadata",
+]
 
 #: ``decision_function = score_samples - offset``; lets an engine derive one output from the other.
 OFFSET_KEY = "offset"
+#: Whether the original estimator answers rows with NaN / +-inf (False: it raises, and so do
+#: engines serving the export). Absent: unknown, inputs are not checked.
+ACCEPTS_NAN_KEY = "accepts_nan"
+ACCEPTS_INF_KEY = "accepts_inf"
 #: What a model's single score output means when its name does not say it
 #: ("decision_function", "score_samples" or "reconstruction_error").
 SCORE_KIND_KEY = "score_kind"

@@ -21,12 +21,19 @@ from engines.base import METHODS, Engine
 from engines.config import EngineConfig
 from engines.errors import (
     InferenceError,
+    InputError,
     MethodUnavailableError,
     ModelLoadError,
     ProviderUnavailableError,
     UnsupportedModelError,
 )
-from engines.metadata import OFFSET_KEY, SCORE_KIND_KEY, decode_metadata
+from engines.metadata import (
+    ACCEPTS_INF_KEY,
+    ACCEPTS_NAN_KEY,
+    OFFSET_KEY,
+    SCORE_KIND_KEY,
+    decode_metadata,
+)
 from engines.providers import diagnose_provider
 
 __all__ = ["ModelSource", "OnnxEngine"]
@@ -150,6 +157,9 @@ class OnnxEngine(Engine):
         self.feature_names: list[str] | None = list(names) if isinstance(names, list) else None
         self.output_names = [o.name for o in self._session.get_outputs()]
         self._roles = _output_roles(self.output_names, self.metadata)
+        # Refuse what the original estimator refuses (from the export's probe of it).
+        self._reject_nan = self.metadata.get(ACCEPTS_NAN_KEY) is False
+        self._reject_inf = self.metadata.get(ACCEPTS_INF_KEY) is False
         offset = self.metadata.get(OFFSET_KEY)
         self.offset: float | None = float(offset) if isinstance(offset, int | float) else None
         self._plans = {m: _plan(m, self._roles, self.offset) for m in METHODS}
@@ -237,6 +247,8 @@ class OnnxEngine(Engine):
             batch: npt.NDArray[Any] = X
         else:
             batch = self._validate(X)
+        if (self._reject_nan or self._reject_inf) and not np.isfinite(batch).all():
+            self._refuse_non_finite(batch)
         n = batch.shape[0]
         name, transform = plan
         out: npt.NDArray[Any]
@@ -252,6 +264,17 @@ class OnnxEngine(Engine):
         if self._collect:
             self._timing = (start, time.perf_counter(), n)
         return out
+
+    def _refuse_non_finite(self, batch: npt.NDArray[Any]) -> None:
+        has_nan = bool(np.isnan(batch).any())
+        has_inf = bool(np.isinf(batch).any())
+        if (has_nan and self._reject_nan) or (has_inf and self._reject_inf):
+            what = " and ".join(w for w, h in (("NaN", has_nan), ("infinity", has_inf)) if h)
+            estimator = self.metadata.get("estimator", "the original estimator")
+            raise InputError(
+                f"input contains {what}, which {estimator} refuses (scikit-learn raises for it); "
+                "impute or drop those rows first"
+            )
 
     def _run1(self, name: str, batch: npt.NDArray[Any]) -> npt.NDArray[Any]:
         try:

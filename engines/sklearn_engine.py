@@ -16,7 +16,7 @@ from sklearn.utils.validation import check_is_fitted
 
 from engines._inputs import as_batch
 from engines.base import METHODS, Engine
-from engines.errors import MethodUnavailableError, UnsupportedModelError
+from engines.errors import InputError, MethodUnavailableError, UnsupportedModelError
 
 __all__ = ["SklearnEngine"]
 
@@ -107,13 +107,20 @@ class SklearnEngine(Engine):
             out: npt.NDArray[Any] = np.zeros(0, dtype=np.float64)
         else:
             call: Callable[[Any], Any] = getattr(self.estimator, method)
-            if self.feature_names is None:
-                out = np.asarray(call(batch))
-            else:
-                # Columns were checked by name in as_batch; the array is in the fitted order.
-                with warnings.catch_warnings():
-                    warnings.filterwarnings("ignore", message="X does not have valid feature names")
+            try:
+                if self.feature_names is None:
                     out = np.asarray(call(batch))
+                else:
+                    # Columns were checked by name in as_batch; the array is in fitted order.
+                    with warnings.catch_warnings():
+                        warnings.filterwarnings(
+                            "ignore", message="X does not have valid feature names"
+                        )
+                        out = np.asarray(call(batch))
+            except ValueError as exc:  # scikit-learn's own input checks (NaN, inf, ...)
+                raise InputError(
+                    f"{type(self.estimator).__name__} refused the input: {exc}"
+                ) from exc
         if self.collect_metrics:
             self._timing = (start, time.perf_counter(), batch.shape[0])
         return out.reshape(-1)

@@ -76,6 +76,7 @@ class HarnessSession:
 
     def __init__(self, selection: Selection) -> None:
         self.selection = selection
+        self.git = git_info()  # at the start: what is measured, whatever happens meanwhile
         self._runners: dict[BenchPoint, Runner] = {}
         self._tmp = tempfile.TemporaryDirectory(prefix="harness-")
         self.workdir = Path(self._tmp.name)
@@ -127,7 +128,7 @@ def pytest_benchmark_update_json(
         "machine_id": machine_id(info),
         "machine": info,
         "versions": library_versions(),
-        "git": git_info(),
+        "git": git_info() if session is None else session.git,
         "profile": None if session is None else session.selection.profile,
     }
     add_speedups(output_json.get("benchmarks", []))

@@ -46,17 +46,26 @@ def bench_row(
             "samples_per_s": batch / float(np.median(arr)),
             "speedup_vs_sklearn": speedup,
         },
-        "stats": {
-            "min": float(arr.min()),
-            "max": float(arr.max()),
-            "mean": float(arr.mean()),
-            "stddev": float(arr.std(ddof=1)) if len(arr) > 1 else 0.0,
-            "median": float(np.median(arr)),
-            "rounds": len(arr),
-            "iterations": 1,
-            "data": data,
-        },
+        "stats": _stats(arr, data),
     }
+
+
+def _stats(arr: np.ndarray, data: list[float]) -> dict[str, Any]:
+    """The same fields pytest-benchmark writes."""
+    q1, q3 = (float(v) for v in np.percentile(arr, [25, 75]))
+    iqr = q3 - q1
+    mean, std = float(arr.mean()), float(arr.std(ddof=1)) if len(arr) > 1 else 0.0
+    low, high = q1 - 1.5 * iqr, q3 + 1.5 * iqr
+    iqr_outliers = int(((arr < low) | (arr > high)).sum())
+    std_outliers = int((np.abs(arr - mean) > std).sum())
+    return {
+        "min": float(arr.min()), "max": float(arr.max()), "mean": mean, "stddev": std,
+        "rounds": len(arr), "median": float(np.median(arr)), "iqr": iqr, "q1": q1, "q3": q3,
+        "iqr_outliers": iqr_outliers, "stddev_outliers": std_outliers,
+        "outliers": f"{std_outliers};{iqr_outliers}",
+        "ld15iqr": float(arr[arr >= low].min()), "hd15iqr": float(arr[arr <= high].max()),
+        "ops": 1.0 / mean, "total": float(arr.sum()), "iterations": 1, "data": data,
+    }  # fmt: skip
 
 
 def result_payload(
