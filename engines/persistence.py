@@ -140,9 +140,11 @@ def save_model(
     manifest: dict[str, Any] = {"estimator": type(model).__name__, "files": files}
     if onnx:
         report = export(
-            model, path=base.with_suffix(".onnx"), exporter=exporter,  # type: ignore[arg-type]
+            model,
+            path=base.with_suffix(".onnx"),
+            exporter=exporter,  # type: ignore[arg-type]
             validation_data=validation_data,
-        )  # fmt: skip
+        )
         assert report.path is not None
         files[report.path.name] = report.sha256
         manifest["exporter"] = report.exporter

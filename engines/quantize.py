@@ -23,9 +23,17 @@ Mode = Literal["dynamic-int8", "static-int8", "fp16"]
 #: Ops that onnxruntime's quantizers rewrite; a graph without them has nothing to quantize.
 QUANTIZABLE_OPS = frozenset({"MatMul", "Gemm", "Conv", "ConvTranspose", "Attention", "LSTM", "GRU"})
 _QUANTIZED_OPS = frozenset(
-    {"MatMulInteger", "DynamicQuantizeMatMul", "QLinearMatMul", "QGemm", "QLinearConv",
-     "ConvInteger", "DynamicQuantizeLinear", "QuantizeLinear"}
-)  # fmt: skip
+    {
+        "MatMulInteger",
+        "DynamicQuantizeMatMul",
+        "QLinearMatMul",
+        "QGemm",
+        "QLinearConv",
+        "ConvInteger",
+        "DynamicQuantizeLinear",
+        "QuantizeLinear",
+    }
+)
 
 
 @dataclasses.dataclass(frozen=True)

@@ -169,8 +169,11 @@ class Runner:
 
 @cache
 def _usable_providers() -> dict[str, str]:
-    aliases = {"CPUExecutionProvider": "cpu", "CUDAExecutionProvider": "cuda",
-               "TensorrtExecutionProvider": "tensorrt"}  # fmt: skip
+    aliases = {
+        "CPUExecutionProvider": "cpu",
+        "CUDAExecutionProvider": "cuda",
+        "TensorrtExecutionProvider": "tensorrt",
+    }
     return {aliases.get(s.name, s.name): "" if s.usable else s.reason for s in probe_providers()}
 
 
@@ -223,8 +226,12 @@ def prepare(point: BenchPoint, selection: Selection, workdir: Path) -> Runner:
     info: dict[str, Any] = {"case": case.name, "dataset": case.dataset}
     if point.engine == "sklearn":
         reference = SklearnEngine(model, collect_metrics=False)
-        return Runner(point, reference.score_samples, rows,
-                      {**info, "parity": "reference", "model_sha256": None})  # fmt: skip
+        return Runner(
+            point,
+            reference.score_samples,
+            rows,
+            {**info, "parity": "reference", "model_sha256": None},
+        )
     if point.engine == "torch-eager":
         import torch
 

@@ -10,6 +10,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import onnxruntime as ort
 
 from engines import __version__, probe_providers
@@ -42,9 +43,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     add_selection_options(run.add_argument)
     run.add_argument("--out", type=Path, default=Path("out"), help="report folder (default: out)")
-    run.add_argument("--results", type=Path, default=Path("results"),
-                     help="results store (default: results)")  # fmt: skip
+    run.add_argument(
+        "--results", type=Path, default=Path("results"), help="results store (default: results)"
+    )
     run.add_argument("--no-store", action="store_true", help="write reports only, store nothing")
+    run.add_argument("--json", type=Path, default=None, help="also write the whole run's JSON here")
     run.set_defaults(handler=_cmd_run)
 
     report = sub.add_parser(
@@ -68,7 +71,184 @@ def build_parser() -> argparse.ArgumentParser:
     compare.add_argument("b", type=Path, help="result file or folder B")
     compare.add_argument("--out", type=Path, default=None, help="also write the table here")
     compare.set_defaults(handler=_cmd_compare)
+
+    gate = sub.add_parser(
+        "gate",
+        help="fail CI on statistically real regressions (exit 0 ok, 1 regression, 2 input error)",
+        description="Compare CANDIDATE against BASELINE (result files or folders, raw samples "
+        "pooled per benchmark) or, with --ab REF, benchmark REF and the working tree in "
+        "interleaved ABBA blocks first. Regressed = the whole bootstrap interval of the "
+        "ratio is beyond --threshold AND Mann-Whitney U (Holm-corrected) is below --alpha.",
+    )
+    gate.add_argument("baseline", nargs="?", type=Path, help="baseline result file or folder")
+    gate.add_argument("candidate", nargs="?", type=Path, help="candidate result file or folder")
+    gate.add_argument("--ab", metavar="REF", help="benchmark git REF and the working tree now")
+    gate.add_argument("--rounds", type=int, default=30, help="ABBA rounds for --ab (default 30)")
+    gate.add_argument("--threshold", type=_percent, default=0.05, help="e.g. 5%% (default)")
+    gate.add_argument("--alpha", type=float, default=0.01, help="significance after Holm")
+    gate.add_argument(
+        "--metric",
+        choices=["median", "p90", "p99", "speedup"],
+        default="median",
+        help="speedup: the in-run speed-up against scikit-learn (drift-robust)",
+    )
+    gate.add_argument("--strict", action="store_true", help="inconclusive benchmarks exit 3")
+    gate.add_argument("--json", type=Path, default=None, help="also write the verdicts as JSON")
+    gate.add_argument("--markdown", type=Path, default=None, help="also write the table here")
+    add_selection_options(gate.add_argument)
+    gate.set_defaults(handler=_cmd_gate)
+
+    calibrate = sub.add_parser(
+        "calibrate",
+        help="A/A runs: measure this machine's noise floor and recommend a gate threshold",
+    )
+    calibrate.add_argument("--runs", type=int, default=3, help="A/A runs (default 3)")
+    calibrate.add_argument("--rounds", type=int, default=30, help="ABBA rounds per run")
+    calibrate.add_argument("--alpha", type=float, default=0.01)
+    calibrate.add_argument(
+        "--results",
+        type=Path,
+        default=Path("results"),
+        help="store calibration.json under results/<machine>/",
+    )
+    add_selection_options(calibrate.add_argument)
+    calibrate.set_defaults(handler=_cmd_calibrate)
+
+    history = sub.add_parser(
+        "history",
+        help="each benchmark across stored runs: table, plot, level changes and slow creep",
+    )
+    history.add_argument("paths", nargs="+", type=Path, help="result folders or files")
+    history.add_argument(
+        "--out", type=Path, default=Path("out"), help="folder for history.md/.html"
+    )
+    history.add_argument(
+        "--threshold",
+        type=_percent,
+        default=0.05,
+        help="smallest total drift reported as creep (default 5%%)",
+    )
+    history.set_defaults(handler=_cmd_history)
     return parser
+
+
+def _percent(text: str) -> float:
+    """'5%' or '0.05' -> 0.05."""
+    try:
+        value = float(text[:-1]) / 100 if text.endswith("%") else float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected a percentage like 5% or 0.05, got {text!r}"
+        ) from None
+    if not 0 < value < 1:
+        raise argparse.ArgumentTypeError(f"expected a percentage between 0 and 100%, got {text!r}")
+    return value
+
+
+def _cmd_gate(args: argparse.Namespace) -> int:
+    from harness.gate import gate
+    from harness.store import ResultsError, load_results
+
+    options = {"metric": args.metric, "threshold": args.threshold, "alpha": args.alpha}
+    try:
+        if args.ab:
+            if args.baseline or args.candidate:
+                print(
+                    "harness gate: give BASELINE CANDIDATE or --ab REF, not both", file=sys.stderr
+                )
+                return 2
+            from harness.ab import ABError, ab_gate
+            from harness.plugin import namespace_get, selection_from_options
+
+            try:
+                selection = selection_from_options(namespace_get(args))
+                report, seconds, _ = ab_gate(args.ab, selection, rounds=args.rounds, **options)
+            except ABError as exc:
+                print(f"harness gate: {exc}", file=sys.stderr)
+                return 2
+            print(f"(A/B measured and gated in {seconds:.0f} s)")
+        else:
+            if not (args.baseline and args.candidate):
+                print("harness gate: needs BASELINE and CANDIDATE (or --ab REF)", file=sys.stderr)
+                return 2
+            sides = []
+            for path in (args.baseline, args.candidate):
+                if not path.exists():
+                    print(f"harness gate: no such file or folder: {path}", file=sys.stderr)
+                    return 2
+                results = load_results([path], strict=True)
+                if not results:
+                    print(f"harness gate: no result files in {path}", file=sys.stderr)
+                    return 2
+                sides.append(results)
+            report = gate(sides[0], sides[1], **options)
+    except ResultsError as exc:
+        print(f"harness gate: {exc}", file=sys.stderr)
+        return 2
+    except ValueError as exc:
+        print(f"harness gate: {exc}", file=sys.stderr)
+        return 2
+    table = report.to_markdown()
+    print(table)
+    if args.markdown:
+        args.markdown.write_text(table)
+    if args.json:
+        args.json.write_text(report.to_json())
+    if not report.rows:
+        print("harness gate: no benchmark is present in both runs", file=sys.stderr)
+        return 2
+    if report.regressed:
+        return 1
+    if args.strict and report.inconclusive:
+        return 3
+    return 0
+
+
+def _cmd_calibrate(args: argparse.Namespace) -> int:
+    from harness.ab import ABError, calibrate
+    from harness.plugin import namespace_get, selection_from_options
+
+    try:
+        summary = calibrate(
+            selection_from_options(namespace_get(args)),
+            runs=args.runs,
+            rounds=args.rounds,
+            alpha=args.alpha,
+            results_dir=args.results,
+        )
+    except (ABError, ValueError) as exc:
+        print(f"harness calibrate: {exc}", file=sys.stderr)
+        return 2
+    print(
+        f"recommended gate threshold on {summary['machine_id']}: "
+        f"{summary['recommended_threshold']:.0%} (from {summary['runs']} A/A runs)"
+    )
+    for name, noise in summary["noise"].items():
+        print(
+            f"  {name}: typical |A/A change| {np.expm1(noise['median_abs_log_ratio']):.1%}, "
+            f"worst {np.expm1(noise['max_abs_log_ratio']):.1%}"
+        )
+    if "path" in summary:
+        print(f"stored: {summary['path']}")
+    return 0
+
+
+def _cmd_history(args: argparse.Namespace) -> int:
+    from harness.history import build_series, write_history
+
+    results = _load_or_report(args.paths, "history")
+    if not results:
+        print("harness history: no readable result files", file=sys.stderr)
+        return 2
+    series = build_series(results, threshold=args.threshold)
+    md, page = write_history(series, args.out)
+    flagged = [s for s in series if s.flags != "-"]
+    print(
+        f"{len(series)} benchmarks over {len(results)} runs; {len(flagged)} flagged -> {md}, {page}"
+    )
+    for s in flagged:
+        print(f"  {s.machine}/{s.provider} {s.name}: {s.flags}")
+    return 0
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
@@ -83,7 +263,12 @@ def _cmd_run(args: argparse.Namespace) -> int:
     if selection.user_model is not None and not selection.user_model.model.exists():
         print(f"harness run: no such model file: {selection.user_model.model}", file=sys.stderr)
         return 2
-    outcome = run(selection, out=args.out, results_dir=None if args.no_store else args.results)
+    outcome = run(
+        selection,
+        out=args.out,
+        results_dir=None if args.no_store else args.results,
+        json_out=args.json,
+    )
     return outcome.exit_code
 
 

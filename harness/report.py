@@ -14,6 +14,7 @@ from typing import Any
 from harness.store import ResultFile
 
 __all__ = [
+    "REPORT_STYLE",
     "compare_markdown",
     "compare_rows",
     "render_html",
@@ -21,6 +22,14 @@ __all__ = [
     "row_key",
     "write_reports",
 ]
+
+
+REPORT_STYLE = (
+    "body{font-family:system-ui,sans-serif;margin:2em;max-width:1400px}"
+    "table{border-collapse:collapse;margin:1em 0;font-size:13px}"
+    "td,th{border:1px solid #ccc;padding:3px 8px;text-align:left}th{background:#f3f3f3}"
+    "figure{margin:1.5em 0}img{max-width:100%}figcaption{color:#555}"
+)
 
 
 def _extra(row: dict[str, Any]) -> dict[str, Any]:
@@ -32,8 +41,11 @@ def series_name(row: dict[str, Any]) -> str:
     """engine@provider/threads: one line in a plot, one row in a table."""
     e = _extra(row)
     provider = e.get("provider_active") or e.get("provider_requested") or "-"
-    provider = {"CPUExecutionProvider": "cpu", "CUDAExecutionProvider": "cuda",
-                "TensorrtExecutionProvider": "tensorrt"}.get(provider, provider)  # fmt: skip
+    provider = {
+        "CPUExecutionProvider": "cpu",
+        "CUDAExecutionProvider": "cuda",
+        "TensorrtExecutionProvider": "tensorrt",
+    }.get(provider, provider)
     where = "" if provider == "-" else f"@{provider}"
     return f"{e.get('engine', row.get('name'))}{where} t{e.get('threads', '?')}"
 
@@ -72,16 +84,22 @@ def _environment(results: Sequence[ResultFile]) -> list[tuple[str, str]]:
         h = result.harness
         m, v, g = h.get("machine", {}), h.get("versions", {}), h.get("git", {})
         memory = m.get("memory_bytes")
-        out.append((
-            result.label,
-            f"{m.get('cpu_model')}, {m.get('cores')} cores"
-            + (f" (cgroup quota {m['cgroup_cpu_quota']:g})" if m.get("cgroup_cpu_quota") else "")
-            + (f", {memory / 2**30:.0f} GiB" if memory else "")
-            + f"; provider {h.get('provider')}; profile {h.get('profile')}; "
-            + ", ".join(f"{k} {val}" for k, val in v.items() if val)
-            + f"; commit {str(g.get('commit'))[:12]}{' (dirty)' if g.get('dirty') else ''}"
-            + f"; {result.data.get('datetime', '')}",
-        ))  # fmt: skip
+        out.append(
+            (
+                result.label,
+                f"{m.get('cpu_model')}, {m.get('cores')} cores"
+                + (
+                    f" (cgroup quota {m['cgroup_cpu_quota']:g})"
+                    if m.get("cgroup_cpu_quota")
+                    else ""
+                )
+                + (f", {memory / 2**30:.0f} GiB" if memory else "")
+                + f"; provider {h.get('provider')}; profile {h.get('profile')}; "
+                + ", ".join(f"{k} {val}" for k, val in v.items() if val)
+                + f"; commit {str(g.get('commit'))[:12]}{' (dirty)' if g.get('dirty') else ''}"
+                + f"; {result.data.get('datetime', '')}",
+            )
+        )
     return out
 
 
@@ -147,11 +165,17 @@ def render_markdown(results: Sequence[ResultFile], title: str = "Harness report"
         if e.get("parity") not in (None, "reference", "reference-eager"):
             parity[(e.get("case", "?"), e.get("engine", "?"))] = e
     body = [
-        [case, engine, str(e.get("parity")),
-         "-" if e.get("parity_max_abs_err") is None else f"{e['parity_max_abs_err']:.2g}",
-         "-" if e.get("parity_label_agreement") is None else f"{e['parity_label_agreement']:.4f}"]
+        [
+            case,
+            engine,
+            str(e.get("parity")),
+            "-" if e.get("parity_max_abs_err") is None else f"{e['parity_max_abs_err']:.2g}",
+            "-"
+            if e.get("parity_label_agreement") is None
+            else f"{e['parity_label_agreement']:.4f}",
+        ]
         for (case, engine), e in sorted(parity.items())
-    ]  # fmt: skip
+    ]
     lines += _table(["case", "engine", "status", "worst abs error", "label agreement"], body)
     skipped = [s for result in results for s in result.harness.get("skipped", [])]
     if skipped:
@@ -304,12 +328,7 @@ def render_html(results: Sequence[ResultFile], title: str = "Harness report") ->
     marker = "<h2>Latency percentiles"
     head, found, rest = body.partition(marker)
     rest = found + rest
-    style = (
-        "body{font-family:system-ui,sans-serif;margin:2em;max-width:1400px}"
-        "table{border-collapse:collapse;margin:1em 0;font-size:13px}"
-        "td,th{border:1px solid #ccc;padding:3px 8px;text-align:left}th{background:#f3f3f3}"
-        "figure{margin:1.5em 0}img{max-width:100%}figcaption{color:#555}"
-    )
+    style = REPORT_STYLE
     return (
         f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
         f"<style>{style}</style></head><body>{head}<h2>Plots</h2>{figures}{rest}</body></html>"
@@ -362,8 +381,17 @@ def compare_markdown(a: Sequence[ResultFile], b: Sequence[ResultFile]) -> str:
     body = []
     for key, ra, rb in matched:
         ma, mb = ra["stats"]["median"], rb["stats"]["median"]
-        body.append([str(key[0]), str(key[1]), f"{key[2]:,}", str(key[3]), _fmt_ms(ma), _fmt_ms(mb),
-                     f"{mb / ma:.2f}" if ma else "-"])  # fmt: skip
+        body.append(
+            [
+                str(key[0]),
+                str(key[1]),
+                f"{key[2]:,}",
+                str(key[3]),
+                _fmt_ms(ma),
+                _fmt_ms(mb),
+                f"{mb / ma:.2f}" if ma else "-",
+            ]
+        )
     lines += _table(["case", "engine", "batch", "threads", "A median", "B median", "B / A"], body)
     for side, keys in (("A", only_a), ("B", only_b)):
         if keys:

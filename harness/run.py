@@ -44,8 +44,13 @@ class _Collector:
 class RunOutcome:
     """What a run produced."""
 
-    def __init__(self, exit_code: int, result_paths: list[Path], reports: tuple[Path, Path] | None,
-                 collector: _Collector) -> None:  # fmt: skip
+    def __init__(
+        self,
+        exit_code: int,
+        result_paths: list[Path],
+        reports: tuple[Path, Path] | None,
+        collector: _Collector,
+    ) -> None:
         self.exit_code = exit_code
         self.result_paths = result_paths
         self.reports = reports
@@ -55,17 +60,28 @@ class RunOutcome:
 def _pytest_args(selection: Selection, json_path: Path) -> list[str]:
     args = [
         str(SUITE),
-        "-p", "no:cacheprovider",
-        "-o", "addopts=",  # the project's addopts disable benchmarks for unit-test runs
-        "-o", "python_files=test_*.py",
-        "-v", "--no-header", "-W", "ignore::pytest_benchmark.logger.PytestBenchmarkWarning",
+        "-p",
+        "no:cacheprovider",
+        "-o",
+        "addopts=",  # the project's addopts disable benchmarks for unit-test runs
+        "-o",
+        "python_files=test_*.py",
+        "-v",
+        "--no-header",
+        "-W",
+        "ignore::pytest_benchmark.logger.PytestBenchmarkWarning",
         "--benchmark-enable",
-        "--benchmark-json", str(json_path),
-        "--benchmark-columns", "median,ops,rounds",
-        "--benchmark-sort", "name",
-        "--harness-profile", selection.profile,
-        "--harness-providers", ",".join(selection.providers),
-    ]  # fmt: skip
+        "--benchmark-json",
+        str(json_path),
+        "--benchmark-columns",
+        "median,ops,rounds",
+        "--benchmark-sort",
+        "name",
+        "--harness-profile",
+        selection.profile,
+        "--harness-providers",
+        ",".join(selection.providers),
+    ]
     if selection.cases:
         args += ["--harness-cases", ",".join(selection.cases)]
     if selection.batch_sizes:
@@ -92,9 +108,10 @@ def _split_by_provider(
     out = {}
     for provider in providers:
         rows = [
-            row for row in data.get("benchmarks", [])
+            row
+            for row in data.get("benchmarks", [])
             if row.get("extra_info", {}).get("provider_requested") in (provider, "-")
-        ]  # fmt: skip
+        ]
         if any(r["extra_info"].get("provider_requested") == provider for r in rows):
             block = dict(data["harness"], provider=provider)
             out[provider] = {**data, "benchmarks": rows, "harness": block}
@@ -106,6 +123,7 @@ def run(
     *,
     out: Path,
     results_dir: Path | None,
+    json_out: Path | None = None,
 ) -> RunOutcome:
     """Run the benchmark suite for ``selection``, store results, write report.md/report.html."""
     if not SUITE.exists():
@@ -131,6 +149,10 @@ def run(
         data = json.loads(json_path.read_text())
     data["harness"]["skipped"] = collector.skipped
     data["harness"]["seconds"] = time.perf_counter() - start
+    if json_out is not None:  # the whole run, every provider, for --ab and calibrate
+        from engines._io import atomic_write_bytes
+
+        atomic_write_bytes(json_out, json.dumps(data, default=str).encode())
     per_provider = _split_by_provider(data, selection.providers)
     results: list[ResultFile] = []
     paths: list[Path] = []
@@ -149,10 +171,13 @@ def run(
     reports = write_reports(results, out, title) if results else None
     parity_failures = [
         row["extra_info"]["case"] + "/" + row["extra_info"]["engine"]
-        for row in data.get("benchmarks", []) if row["extra_info"].get("parity") == "fail"
-    ]  # fmt: skip
-    print(f"\nharness run: {collector.passed} benchmarks, {len(collector.skipped)} skipped, "
-          f"{len(collector.failed)} failed in {time.perf_counter() - start:.0f} s")  # fmt: skip
+        for row in data.get("benchmarks", [])
+        if row["extra_info"].get("parity") == "fail"
+    ]
+    print(
+        f"\nharness run: {collector.passed} benchmarks, {len(collector.skipped)} skipped, "
+        f"{len(collector.failed)} failed in {time.perf_counter() - start:.0f} s"
+    )
     for path in paths:
         print(f"  results: {path}")
     if reports:

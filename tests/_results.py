@@ -59,13 +59,25 @@ def _stats(arr: np.ndarray, data: list[float]) -> dict[str, Any]:
     iqr_outliers = int(((arr < low) | (arr > high)).sum())
     std_outliers = int((np.abs(arr - mean) > std).sum())
     return {
-        "min": float(arr.min()), "max": float(arr.max()), "mean": mean, "stddev": std,
-        "rounds": len(arr), "median": float(np.median(arr)), "iqr": iqr, "q1": q1, "q3": q3,
-        "iqr_outliers": iqr_outliers, "stddev_outliers": std_outliers,
+        "min": float(arr.min()),
+        "max": float(arr.max()),
+        "mean": mean,
+        "stddev": std,
+        "rounds": len(arr),
+        "median": float(np.median(arr)),
+        "iqr": iqr,
+        "q1": q1,
+        "q3": q3,
+        "iqr_outliers": iqr_outliers,
+        "stddev_outliers": std_outliers,
         "outliers": f"{std_outliers};{iqr_outliers}",
-        "ld15iqr": float(arr[arr >= low].min()), "hd15iqr": float(arr[arr <= high].max()),
-        "ops": 1.0 / mean, "total": float(arr.sum()), "iterations": 1, "data": data,
-    }  # fmt: skip
+        "ld15iqr": float(arr[arr >= low].min()),
+        "hd15iqr": float(arr[arr <= high].max()),
+        "ops": 1.0 / mean,
+        "total": float(arr.sum()),
+        "iterations": 1,
+        "data": data,
+    }
 
 
 def result_payload(
@@ -109,6 +121,13 @@ def sample_rows(scale: float = 1.0, seed: int = 0) -> list[dict[str, Any]]:
             ref = rng.lognormal(np.log(base * (1 + batch / 50)), 0.05, 30)
             ours = rng.lognormal(np.log(base * scale * (1 + batch / 50) / 20), 0.05, 30)
             rows.append(bench_row(case, "sklearn", batch, ref))
-            rows.append(bench_row(case, "onnx-native", batch, ours,
-                                  speedup=float(np.median(ref) / np.median(ours))))  # fmt: skip
+            rows.append(
+                bench_row(
+                    case,
+                    "onnx-native",
+                    batch,
+                    ours,
+                    speedup=float(np.median(ref) / np.median(ours)),
+                )
+            )
     return rows

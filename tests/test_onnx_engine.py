@@ -23,10 +23,22 @@ from tests._models import linear_detector, reference_scores
 
 CPU1 = EngineConfig(provider="cpu", intra_op_threads=1)
 INFO_KEYS = {
-    "engine", "model_path", "model_sha256", "input_name", "n_features", "input_dtype", "outputs",
-    "requested_providers", "active_providers", "nodes_per_provider", "is_fallback",
-    "fallback_reason", "onnxruntime_version", "session_options", "metadata",
-}  # fmt: skip
+    "engine",
+    "model_path",
+    "model_sha256",
+    "input_name",
+    "n_features",
+    "input_dtype",
+    "outputs",
+    "requested_providers",
+    "active_providers",
+    "nodes_per_provider",
+    "is_fallback",
+    "fallback_reason",
+    "onnxruntime_version",
+    "session_options",
+    "metadata",
+}
 
 
 def test_contract_on_our_own_output_names(linear_path: Path, rng_data: np.ndarray) -> None:
@@ -311,9 +323,13 @@ def test_external_data_inside_the_folder_loads(tmp_path: Path) -> None:
     model = linear_detector()
     path = tmp_path / "inside.onnx"
     onnx.save_model(
-        model, path, save_as_external_data=True, all_tensors_to_one_file=True,
-        location="inside.data", size_threshold=0,
-    )  # fmt: skip
+        model,
+        path,
+        save_as_external_data=True,
+        all_tensors_to_one_file=True,
+        location="inside.data",
+        size_threshold=0,
+    )
     engine = OnnxEngine(path, CPU1)
     np.testing.assert_allclose(engine.score_samples(np.ones((1, 4), np.float32)), [-1.0])
     with pytest.raises(ModelLoadError, match="load it from its file path"):

@@ -76,8 +76,10 @@ def test_save_model_writes_skops_onnx_and_manifest(
     manifest = save_model(iforest, tmp_path / "models" / "detector", onnx=True)
     folder = tmp_path / "models"
     assert sorted(p.name for p in folder.iterdir()) == [
-        "detector.onnx", "detector.skops", "manifest.json",
-    ]  # fmt: skip
+        "detector.onnx",
+        "detector.skops",
+        "manifest.json",
+    ]
     on_disk = json.loads((folder / "manifest.json").read_text())
     assert on_disk == json.loads(json.dumps(manifest))
     for name, digest in manifest["files"].items():

@@ -38,9 +38,12 @@ def test_autoencoder_int8_is_smaller_and_close(
 ) -> None:
     rows = _rows()
     report = quantize(
-        autoencoder_path, tmp_path / "q.onnx", mode,  # type: ignore[arg-type]
-        calibration_data=rows[:256], parity_data=rows,
-    )  # fmt: skip
+        autoencoder_path,
+        tmp_path / "q.onnx",
+        mode,  # type: ignore[arg-type]
+        calibration_data=rows[:256],
+        parity_data=rows,
+    )
     assert not report.skipped
     assert report.size_after is not None
     assert report.size_after < report.size_before

@@ -23,9 +23,11 @@ def test_points_cover_the_selection() -> None:
     assert {p.threads for p in points} == {1}
     engines = {(p.case, p.engine) for p in points}
     assert engines == {
-        ("iforest-100", "sklearn"), ("iforest-100", "onnx-native"),
-        ("autoencoder", "sklearn"), ("autoencoder", "onnx-torch"),
-    }  # fmt: skip
+        ("iforest-100", "sklearn"),
+        ("iforest-100", "onnx-native"),
+        ("autoencoder", "sklearn"),
+        ("autoencoder", "onnx-torch"),
+    }
     full = build_points(Selection(profile="full", cases=("autoencoder",)))
     assert {p.engine for p in full} == {"sklearn", "onnx-torch", "onnx-torch-int8", "torch-eager"}
     assert (
@@ -61,11 +63,21 @@ def test_speedups_are_matched_on_case_batch_and_threads() -> None:
 def test_harness_run_on_a_small_selection(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    code = main([
-        "run", "--cases", "iforest-100,gmm-full", "--batch-sizes", "1,64",
-        "--providers", "cpu,cuda", "--out", str(tmp_path / "out"),
-        "--results", str(tmp_path / "results"),
-    ])  # fmt: skip
+    code = main(
+        [
+            "run",
+            "--cases",
+            "iforest-100,gmm-full",
+            "--batch-sizes",
+            "1,64",
+            "--providers",
+            "cpu,cuda",
+            "--out",
+            str(tmp_path / "out"),
+            "--results",
+            str(tmp_path / "results"),
+        ]
+    )
     assert code == 0
     out = capsys.readouterr().out
     assert "harness run: profile quick, 12 benchmarks" in out
@@ -102,11 +114,22 @@ def test_bring_your_own_model(tmp_path: Path) -> None:
     export(forest, path=tmp_path / "m.onnx")
     sio.dump(forest, tmp_path / "m.skops")
     np.save(tmp_path / "X.npy", X[:50])
-    code = main([
-        "run", "--model", str(tmp_path / "m.onnx"), "--reference", str(tmp_path / "m.skops"),
-        "--data", str(tmp_path / "X.npy"), "--batch-sizes", "1,8", "--no-store",
-        "--out", str(tmp_path / "out"),
-    ])  # fmt: skip
+    code = main(
+        [
+            "run",
+            "--model",
+            str(tmp_path / "m.onnx"),
+            "--reference",
+            str(tmp_path / "m.skops"),
+            "--data",
+            str(tmp_path / "X.npy"),
+            "--batch-sizes",
+            "1,8",
+            "--no-store",
+            "--out",
+            str(tmp_path / "out"),
+        ]
+    )
     assert code == 0
     md = (tmp_path / "out" / "report.md").read_text()
     assert "your model" in md
@@ -128,12 +151,15 @@ def test_stored_results_are_read_by_pytest_benchmark_compare(tmp_path: Path) -> 
     from harness.store import write_result
     from tests._results import result_payload, sample_rows
 
-    path = write_result(tmp_path, result_payload(sample_rows()), machine_id="m", provider="cpu",
-                        commit=None)  # fmt: skip
+    path = write_result(
+        tmp_path, result_payload(sample_rows()), machine_id="m", provider="cpu", commit=None
+    )
     cli = Path(sys.executable).parent / "pytest-benchmark"  # pytest-benchmark's own console script
     done = subprocess.run(
         [str(cli), "compare", str(path), "--group-by", "group"],
-        capture_output=True, text=True, check=False,
-    )  # fmt: skip
+        capture_output=True,
+        text=True,
+        check=False,
+    )
     assert done.returncode == 0, done.stderr
     assert "iforest-100" in done.stdout

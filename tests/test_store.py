@@ -21,8 +21,14 @@ from tests._results import result_payload, sample_rows
 
 
 def _write(root: Path, **kwargs: object) -> Path:
-    return write_result(root, result_payload(sample_rows()), machine_id="test-cpu-2c",
-                        provider="cpu", commit="abcdef1234567890", **kwargs)  # type: ignore[arg-type]  # fmt: skip
+    return write_result(
+        root,
+        result_payload(sample_rows()),
+        machine_id="test-cpu-2c",
+        provider="cpu",
+        commit="abcdef1234567890",
+        **kwargs,
+    )  # type: ignore[arg-type]
 
 
 def test_layout_and_naming(tmp_path: Path) -> None:

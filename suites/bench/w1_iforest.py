@@ -77,8 +77,13 @@ def gather_forest(forest: IsolationForest) -> Any:
         value = b.op("GatherElements", [x, column], axis=1)
         right = b.op("Cast", [b.op("Greater", [value, b.op("Gather", [thr_c, g], axis=0)])], to=7)
         idx = b.op("Add", [b.op("Add", [b.op("Mul", [idx, two]), one]), right])
-    leaf_idx = b.op("Add", [b.op("Sub", [idx, b.const(n_inner, np.int64)]),
-                            b.const(np.arange(len(trees)) * n_leaf, np.int64)])  # fmt: skip
+    leaf_idx = b.op(
+        "Add",
+        [
+            b.op("Sub", [idx, b.const(n_inner, np.int64)]),
+            b.const(np.arange(len(trees)) * n_leaf, np.int64),
+        ],
+    )
     values = b.op("Gather", [b.const(leaf.ravel(), np.float64, "leaf"), leaf_idx], axis=0)
     total = b.op("ReduceSum", [values, b.const([1], np.int64)], keepdims=0)
     denominator = len(trees) * float(_average_path_length([forest._max_samples])[0])

@@ -1,0 +1,207 @@
+"""Does the gate cry wolf, and does it catch a 10% slowdown? Measured with real timings.
+
+1. Collect raw timings on this machine in several separate processes, one after the other
+   (so between-run drift, allocation and frequency changes are in the data): IsolationForest
+   (100 trees) as native ONNX and in scikit-learn, at batch 1 and 100, interleaved call by call.
+2. A/A trials: two processes, a random subsample from each -> ``harness.gate.gate``; a trial
+   cries wolf if any ONNX benchmark is called regressed. Injected trials: the same with the
+   candidate's ONNX samples multiplied by 1.10 (scikit-learn, the yardstick, is unchanged).
+3. Three modes: a stored baseline gated on absolute time (any two processes), a stored
+   baseline gated on the in-run speed-up against scikit-learn, and adjacent processes gated
+   on time (what ``harness gate --ab`` does: A and B measured moments apart).
+
+    python suites/bench/gate_experiment.py [--processes 16] [--samples 300] [--trials 400]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from harness.gate import Metric, gate
+from harness.store import SCHEMA_VERSION, ResultFile
+
+Runs = list[dict[str, list[float]]]
+
+COLLECT = r"""
+import json, sys, time
+import numpy as np
+from sklearn.ensemble import IsolationForest
+from engines import EngineConfig, OnnxEngine, export
+rng = np.random.default_rng(0)
+X = rng.normal(size=(2000, 12)).astype(np.float32)
+forest = IsolationForest(n_estimators=100, random_state=0).fit(X)
+engine = OnnxEngine(export(forest, validate=False).model, EngineConfig(intra_op_threads=1))
+paths = {
+    "native-b1": (engine.score_samples, X[:1]),
+    "native-b100": (engine.score_samples, X[:100]),
+    "sklearn-b1": (forest.score_samples, X[:1]),
+    "sklearn-b100": (forest.score_samples, X[:100]),
+}
+samples = {k: [] for k in paths}
+for fn, x in paths.values():
+    fn(x)
+for i in range(int(sys.argv[1])):
+    for name, (fn, x) in paths.items():
+        t = time.perf_counter()
+        fn(x)
+        samples[name].append(time.perf_counter() - t)
+print(json.dumps(samples))
+"""
+
+
+def collect(processes: int, samples: int) -> Runs:
+    """Raw timings from ``processes`` fresh processes, run one after the other."""
+    runs = []
+    for i in range(processes):
+        print(f"collecting: process {i + 1}/{processes}", flush=True)
+        done = subprocess.run(
+            [sys.executable, "-c", COLLECT, str(samples)],
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+        runs.append(json.loads(done.stdout.strip().splitlines()[-1]))
+    return runs
+
+
+def as_result(samples: dict[str, np.ndarray]) -> ResultFile:
+    rows = []
+    for name, data in samples.items():
+        engine, batch = name.split("-b")
+        extra = {
+            "case": "iforest-100",
+            "engine": engine,
+            "batch_size": int(batch),
+            "threads": 1,
+            "provider_requested": "cpu",
+        }
+        rows.append(
+            {
+                "name": name,
+                "stats": {"median": float(np.median(data)), "data": data.tolist()},
+                "extra_info": extra,
+            }
+        )
+    harness = {"schema_version": SCHEMA_VERSION, "provider": "cpu"}
+    return ResultFile(Path("experiment.json"), {"benchmarks": rows, "harness": harness})
+
+
+def trials(
+    runs: Runs,
+    *,
+    n_trials: int,
+    n: int,
+    slowdown: float,
+    threshold: float,
+    alpha: float,
+    metric: Metric,
+    adjacent: bool,
+    seed: int,
+) -> dict[str, Any]:
+    """Gate many random pairs of runs; count the ONNX benchmarks called regressed."""
+    rng = np.random.default_rng(seed)
+    flagged_trials = flagged_rows = rows_total = 0
+    seconds = []
+    for _ in range(n_trials):
+        if adjacent:
+            i = int(rng.integers(len(runs) - 1))
+            i, j = (i, i + 1) if rng.random() < 0.5 else (i + 1, i)
+        else:
+            i, j = (int(k) for k in rng.choice(len(runs), size=2, replace=False))
+        a = {k: rng.choice(np.asarray(v), size=n, replace=False) for k, v in runs[i].items()}
+        b = {
+            k: rng.choice(np.asarray(v), size=n, replace=False)
+            * (1.0 if k.startswith("sklearn") else slowdown)
+            for k, v in runs[j].items()
+        }
+        start = time.perf_counter()
+        report = gate(
+            [as_result(a)], [as_result(b)], threshold=threshold, alpha=alpha, metric=metric
+        )
+        seconds.append(time.perf_counter() - start)
+        gated = [r for r in report.rows if "sklearn" not in r.name]
+        regressed = sum(r.verdict == "regressed" for r in gated)
+        flagged_trials += regressed > 0
+        flagged_rows += regressed
+        rows_total += len(gated)
+    return {
+        "trials": n_trials,
+        "trials_with_a_regression": flagged_trials,
+        "trial_rate": flagged_trials / n_trials,
+        "benchmark_rate": flagged_rows / rows_total,
+        "gate_seconds_median": float(np.median(seconds)),
+    }
+
+
+MODES: dict[str, tuple[Metric, bool]] = {
+    "stored baseline, time": ("median", False),
+    "stored baseline, speed-up vs scikit-learn": ("speedup", False),
+    "--ab (adjacent runs), time": ("median", True),
+}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--processes", type=int, default=16)
+    parser.add_argument(
+        "--samples", type=int, default=300, help="timed calls per benchmark and process"
+    )
+    parser.add_argument("--trials", type=int, default=400)
+    parser.add_argument("--n", type=int, default=60, help="samples per side in each trial")
+    parser.add_argument("--threshold", type=float, default=0.05)
+    parser.add_argument("--alpha", type=float, default=0.01)
+    parser.add_argument("--runs-from", help="reuse the timings saved by an earlier --json")
+    parser.add_argument("--json", help="write the timings and the numbers here")
+    args = parser.parse_args()
+    runs: Runs = (
+        json.loads(Path(args.runs_from).read_text())["runs"]
+        if args.runs_from
+        else collect(args.processes, args.samples)
+    )
+    spread = {k: [float(np.median(r[k])) for r in runs] for k in runs[0]}
+    for name, medians in spread.items():
+        print(
+            f"{name}: per-process medians {min(medians) * 1e3:.4f}..{max(medians) * 1e3:.4f} ms "
+            f"({max(medians) / min(medians) - 1:+.1%})"
+        )
+    table = {}
+    print(
+        "\n| mode | A/A: trials with no false alarm | +10%: ONNX benchmarks flagged | gate time |"
+    )
+    print("|---|---|---|---|")
+    for mode, (metric, adjacent) in MODES.items():
+        common = {
+            "n_trials": args.trials,
+            "n": args.n,
+            "threshold": args.threshold,
+            "alpha": args.alpha,
+            "metric": metric,
+            "adjacent": adjacent,
+        }
+        aa = trials(runs, slowdown=1.0, seed=1, **common)
+        injected = trials(runs, slowdown=1.10, seed=2, **common)
+        table[mode] = {"aa": aa, "injected": injected}
+        print(
+            f"| {mode} | {1 - aa['trial_rate']:.1%} | {injected['benchmark_rate']:.1%} | "
+            f"{aa['gate_seconds_median'] * 1e3:.0f} ms |"
+        )
+    print(
+        f"\n({args.trials} trials per cell, {args.n} samples a side, threshold "
+        f"{args.threshold:.0%}, alpha {args.alpha} with Holm, 2000 bootstrap resamples; "
+        f"{len(runs)} processes)"
+    )
+    if args.json:
+        payload = {"modes": table, "spread": spread, "runs": runs, "settings": vars(args)}
+        Path(args.json).write_text(json.dumps(payload, indent=2))
+
+
+if __name__ == "__main__":
+    main()

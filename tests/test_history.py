@@ -1,0 +1,58 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from harness.cli import main
+from harness.history import build_series
+from harness.store import load_results, write_result
+from tests._results import bench_row, result_payload
+
+
+def _history(root: Path, levels: list[float]) -> None:
+    rng = np.random.default_rng(0)
+    for i, level in enumerate(levels):
+        rows = [
+            bench_row(
+                "iforest-100", "onnx-native", 1, rng.lognormal(np.log(1e-3 * level), 0.01, 20)
+            ),
+            bench_row("gmm-full", "onnx-native", 1, rng.lognormal(np.log(1e-3), 0.01, 20)),
+        ]
+        write_result(
+            root,
+            result_payload(rows, commit=f"{i:040x}"),
+            machine_id="m",
+            provider="cpu",
+            commit=f"{i:040x}",
+        )
+
+
+def test_step_is_detected_and_located(tmp_path: Path) -> None:
+    _history(tmp_path, [1.0] * 6 + [1.3] * 6)
+    series = {s.name: s for s in build_series(load_results([tmp_path]))}
+    stepped = series["iforest-100[onnx-native]-b1-t1"]
+    assert stepped.change_points == [6]
+    assert "step at run 7" in stepped.flags
+    assert series["gmm-full[onnx-native]-b1-t1"].flags == "-"
+
+
+def test_slow_creep_is_flagged(tmp_path: Path) -> None:
+    _history(tmp_path, list(np.linspace(1.0, 1.2, 10)))
+    (creeping,) = [
+        s for s in build_series(load_results([tmp_path])) if s.name.startswith("iforest")
+    ]
+    assert creeping.creep is not None
+    assert 0.15 < creeping.creep < 0.25
+
+
+def test_cli_history(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    _history(tmp_path / "results", [1.0] * 5 + [1.5] * 5)
+    assert main(["history", str(tmp_path / "results"), "--out", str(tmp_path / "out")]) == 0
+    out = capsys.readouterr().out
+    assert "2 benchmarks over 10 runs; 1 flagged" in out
+    page = (tmp_path / "out" / "history.html").read_text()
+    assert "data:image/png;base64," in page
+    assert "step at run 6" in (tmp_path / "out" / "history.md").read_text()
+    assert main(["history", str(tmp_path / "nothing")]) == 2
