@@ -75,6 +75,7 @@ class OnnxEngine(Engine):
         self.config = config or EngineConfig()
         self.model_path, payload, proto = _read_model(model, self.config.model_dir)
         self.model_sha256 = hashlib.sha256(payload).hexdigest()
+        self._payload = payload
         self.metadata = decode_metadata({p.key: p.value for p in proto.metadata_props})
         self._session = self._create_session(payload)
         self._bind_io()
@@ -286,6 +287,10 @@ class OnnxEngine(Engine):
         return result.reshape(-1) if result.ndim != 1 else result
 
     # -- introspection ------------------------------------------------------------------------
+
+    def model_bytes(self) -> bytes:
+        """The serialized model this engine runs (external data, if any, stays in its files)."""
+        return self._payload
 
     def nodes_per_provider(self) -> dict[str, int] | None:
         """How many graph nodes each provider runs, from ORT's graph-assignment record."""

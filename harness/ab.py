@@ -33,6 +33,13 @@ __all__ = ["ABError", "Worker", "ab_gate", "calibrate", "interleave"]
 ROOT = Path(__file__).resolve().parent.parent
 
 
+def _shared_cpu() -> int | None:
+    """The core both workers are pinned to (the last one this process may use)."""
+    if not hasattr(os, "sched_getaffinity"):
+        return None
+    return max(os.sched_getaffinity(0))
+
+
 class ABError(Exception):
     """The A/B run could not be set up (not a git checkout, unknown ref, old ref, crash)."""
 
@@ -54,7 +61,11 @@ class Worker:
             stdout=subprocess.PIPE,
             stderr=log,
         )
-        payload = {"points": [dataclasses.asdict(p) for p in points], "workdir": str(workdir)}
+        payload = {
+            "points": [dataclasses.asdict(p) for p in points],
+            "workdir": str(workdir),
+            "cpu": _shared_cpu(),
+        }
         ready = self._ask(payload)
         self.points: dict[str, dict[str, Any]] = ready["points"]
 
@@ -162,6 +173,7 @@ def _result(
         "provider": "cpu",
         "profile": "ab",
         "skipped": skipped,
+        "paired": True,
     }
     return ResultFile(Path(f"{label}.json"), {"benchmarks": rows, "harness": harness})
 
@@ -174,7 +186,7 @@ def _git(*args: str) -> str:
 
 
 def ab_gate(
-    ref: str, selection: Selection, *, rounds: int = 30, **gate_options: Any
+    ref: str, selection: Selection, *, rounds: int = 60, **gate_options: Any
 ) -> tuple[GateReport, float, tuple[ResultFile, ResultFile]]:
     """Time ``ref`` (A) and the working tree (B) interleaved, then gate B against A."""
     if rounds < 2:
@@ -214,7 +226,7 @@ def calibrate(
     selection: Selection,
     *,
     runs: int = 3,
-    rounds: int = 30,
+    rounds: int = 60,
     alpha: float = 0.01,
     results_dir: Path | None = None,
 ) -> dict[str, Any]:

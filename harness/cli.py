@@ -83,7 +83,7 @@ def build_parser() -> argparse.ArgumentParser:
     gate.add_argument("baseline", nargs="?", type=Path, help="baseline result file or folder")
     gate.add_argument("candidate", nargs="?", type=Path, help="candidate result file or folder")
     gate.add_argument("--ab", metavar="REF", help="benchmark git REF and the working tree now")
-    gate.add_argument("--rounds", type=int, default=30, help="ABBA rounds for --ab (default 30)")
+    gate.add_argument("--rounds", type=int, default=60, help="ABBA rounds for --ab (default 60)")
     gate.add_argument("--threshold", type=_percent, default=0.05, help="e.g. 5%% (default)")
     gate.add_argument("--alpha", type=float, default=0.01, help="significance after Holm")
     gate.add_argument(
@@ -103,7 +103,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="A/A runs: measure this machine's noise floor and recommend a gate threshold",
     )
     calibrate.add_argument("--runs", type=int, default=3, help="A/A runs (default 3)")
-    calibrate.add_argument("--rounds", type=int, default=30, help="ABBA rounds per run")
+    calibrate.add_argument("--rounds", type=int, default=60, help="ABBA rounds per run")
     calibrate.add_argument("--alpha", type=float, default=0.01)
     calibrate.add_argument(
         "--results",
@@ -113,6 +113,28 @@ def build_parser() -> argparse.ArgumentParser:
     )
     add_selection_options(calibrate.add_argument)
     calibrate.set_defaults(handler=_cmd_calibrate)
+
+    check = sub.add_parser(
+        "check",
+        help="parity of your ONNX model against its scikit-learn reference (exit 1 on any gap)",
+        description="Run every applicable parity check with Hypothesis on a model pair and print "
+        "the check, the numbers and the minimal failing input found.",
+    )
+    check.add_argument("--model", type=Path, required=True, help="the .onnx model")
+    check.add_argument(
+        "--reference", type=Path, required=True, help="the scikit-learn model (.skops)"
+    )
+    check.add_argument("--data", type=Path, default=None, help="representative rows (.npy or .csv)")
+    check.add_argument(
+        "--profile",
+        choices=["dev", "ci", "nightly"],
+        default=None,
+        help="hypothesis effort (default: $HYPOTHESIS_PROFILE or ci)",
+    )
+    check.add_argument("--rtol", type=float, default=None, help="override the score tolerance")
+    check.add_argument("--atol", type=float, default=None)
+    check.add_argument("--json", type=Path, default=None, help="also write the outcomes as JSON")
+    check.set_defaults(handler=_cmd_check)
 
     history = sub.add_parser(
         "history",
@@ -231,6 +253,27 @@ def _cmd_calibrate(args: argparse.Namespace) -> int:
     if "path" in summary:
         print(f"stored: {summary['path']}")
     return 0
+
+
+def _cmd_check(args: argparse.Namespace) -> int:
+    from harness.check import CheckSetupError, check_pair, outcomes_table
+
+    try:
+        outcomes = check_pair(
+            args.model,
+            args.reference,
+            data=args.data,
+            profile=args.profile,
+            rtol=args.rtol,
+            atol=args.atol,
+        )
+    except CheckSetupError as exc:
+        print(f"harness check: {exc}", file=sys.stderr)
+        return 2
+    print(outcomes_table(outcomes))
+    if args.json:
+        args.json.write_text(json.dumps([o.as_dict() for o in outcomes], indent=1, default=float))
+    return 1 if any(not o.passed for o in outcomes) else 0
 
 
 def _cmd_history(args: argparse.Namespace) -> int:

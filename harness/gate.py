@@ -5,6 +5,11 @@ samples, or the in-run speed-up against scikit-learn), a bootstrap confidence in
 it (scipy.stats.bootstrap), a Mann-Whitney U test on the raw samples (scipy.stats), and Holm's
 correction across benchmarks. A benchmark regressed only when its whole interval lies beyond
 the threshold AND the corrected test is significant.
+
+Paired mode (results of an interleaved A/B run, ``harness.paired`` on both sides): sample i of
+A and of B were measured moments apart, so the ratio is exp(median of log(B_i / A_i)), its
+interval a bootstrap of that median, and the test Wilcoxon's signed-rank test: the machine's
+bursts, common to both samples of a pair, cancel.
 """
 
 from __future__ import annotations
@@ -57,6 +62,7 @@ class GateReport:
     threshold: float
     alpha: float
     confidence: float
+    paired: bool = False
 
     @property
     def regressed(self) -> list[GateRow]:
@@ -77,9 +83,10 @@ class GateReport:
 
     def to_markdown(self) -> str:
         counts = self.as_dict()["summary"]
+        test = "paired Wilcoxon" if self.paired else "Mann-Whitney U"
         head = (
-            f"**Gate** ({self.metric}, threshold {self.threshold:.0%}, alpha {self.alpha:g} with "
-            f"Holm correction, {self.confidence:.0%} bootstrap CI): "
+            f"**Gate** ({self.metric}, threshold {self.threshold:.0%}, {test}, alpha "
+            f"{self.alpha:g} with Holm correction, {self.confidence:.0%} bootstrap CI): "
             + ", ".join(f"{n} {v}" for v, n in counts.items())
         )
         lines = [
@@ -165,7 +172,7 @@ def gate(
     metric: Metric = "median",
     threshold: float = 0.05,
     alpha: float = 0.01,
-    confidence: float = 0.99,
+    confidence: float = 0.95,
     min_samples: int = 5,
     n_resamples: int = 2000,
     seed: int = 0,
@@ -186,6 +193,10 @@ def gate(
         rows_b = {k: v for k, v in rows_b.items() if k[1] != "sklearn"}
     keys = sorted(rows_a.keys() & rows_b.keys(), key=str)
     sk_a, sk_b = _sklearn_rows(baseline), _sklearn_rows(candidate)
+    paired = (
+        all(r.harness.get("paired") for r in (*baseline, *candidate))
+        and len(baseline) == len(candidate) == 1
+    )
     rng = np.random.default_rng(seed)
     partial: list[tuple[Any, npt.NDArray[Any], npt.NDArray[Any], Any, str]] = []
     for key in keys:
@@ -198,7 +209,10 @@ def gate(
             # Each run's samples in units of its own scikit-learn median: machine drift cancels.
             a = a / np.median(_samples(sk_a[yard]))
             b = b / np.median(_samples(sk_b[yard]))
-        result = _compare(a, b, metric, confidence, min_samples, n_resamples, rng)
+        if paired and len(a) == len(b) and metric in ("median", "speedup"):
+            result = _compare_paired(a, b, confidence, min_samples, n_resamples, rng)
+        else:
+            result = _compare(a, b, metric, confidence, min_samples, n_resamples, rng)
         partial.append((key, a, b, result, ""))
     p_adjusted = holm([1.0 if result is None else result[0] for _, _, _, result, _ in partial])
     rows = []
@@ -234,7 +248,7 @@ def gate(
         )
     only_a = tuple(sorted(_name(k) for k in rows_a.keys() - rows_b.keys()))
     only_b = tuple(sorted(_name(k) for k in rows_b.keys() - rows_a.keys()))
-    return GateReport(tuple(rows), only_a, only_b, metric, threshold, alpha, confidence)
+    return GateReport(tuple(rows), only_a, only_b, metric, threshold, alpha, confidence, paired)
 
 
 def _compare(
@@ -266,6 +280,39 @@ def _compare(
     ).confidence_interval
     p = float(stats.mannwhitneyu(a, b, alternative="two-sided").pvalue)
     return p, value_b / value_a, float(interval.low), float(interval.high), value_a, value_b
+
+
+def _compare_paired(
+    a: npt.NDArray[np.float64],
+    b: npt.NDArray[np.float64],
+    confidence: float,
+    min_samples: int,
+    n_resamples: int,
+    rng: np.random.Generator,
+) -> tuple[float, float, float, float, float, float] | None:
+    """Paired samples: exp(median log(b_i / a_i)), its bootstrap interval, Wilcoxon's test."""
+    if len(a) < min_samples:
+        return None
+    log_ratio = np.log(b / a)
+    interval = stats.bootstrap(
+        (log_ratio,),
+        np.median,
+        n_resamples=n_resamples,
+        confidence_level=confidence,
+        method="percentile",
+        vectorized=True,
+        random_state=rng,
+    ).confidence_interval
+    p = 1.0 if not np.any(log_ratio) else float(stats.wilcoxon(log_ratio).pvalue)
+    ratio = float(np.exp(np.median(log_ratio)))
+    return (
+        p,
+        ratio,
+        float(np.exp(interval.low)),
+        float(np.exp(interval.high)),
+        float(np.median(a)),
+        float(np.median(b)),
+    )
 
 
 def _verdict(low: float, high: float, p_adjusted: float, threshold: float, alpha: float) -> Verdict:

@@ -13,6 +13,7 @@ the machine while each runs its own code. Protocol: JSON lines on stdin/stdout.
 from __future__ import annotations
 
 import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -33,6 +34,10 @@ def main() -> int:
     from harness.bench import BenchPoint, Selection, prepare
 
     request = json.loads(sys.stdin.readline())
+    cpu = request.get("cpu")
+    if cpu is not None and hasattr(os, "sched_setaffinity"):
+        # Both sides on one core: on a VM each vCPU has its own steal time and neighbours.
+        os.sched_setaffinity(0, {int(cpu)})
     selection = Selection(profile=request.get("profile", "quick"))
     workdir = Path(request.get("workdir", "."))
     runners: dict[str, tuple[Any, Any, int]] = {}

@@ -48,12 +48,15 @@ class ModelCase:
     exporters: tuple[str, ...]
     unsupported: Mapping[str, str] = dataclasses.field(default_factory=dict)
     tolerances: Mapping[str, Tolerance] = dataclasses.field(default_factory=dict)
+    #: "engine:check" -> why it fails upstream; the parity suite runs these as strict xfails.
+    known_gaps: Mapping[str, str] = dataclasses.field(default_factory=dict)
     profile: Profile = "fast"
     description: str = ""
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "unsupported", _frozen(self.unsupported))
         object.__setattr__(self, "tolerances", _frozen(self.tolerances))
+        object.__setattr__(self, "known_gaps", _frozen(self.known_gaps))
         unknown = set(self.exporters) | set(self.unsupported)
         if unknown - set(EXPORTERS):
             raise ValueError(f"{self.name}: unknown exporters {sorted(unknown - set(EXPORTERS))}")

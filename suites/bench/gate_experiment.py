@@ -10,7 +10,12 @@
    baseline gated on the in-run speed-up against scikit-learn, and adjacent processes gated
    on time (what ``harness gate --ab`` does: A and B measured moments apart).
 
+4. And the mode ``harness gate --ab`` uses: two live worker processes (``harness.worker``)
+   pinned to one core, timed alternately in ABBA blocks; trials are windows of
+   ``--window`` rounds from several fresh worker pairs.
+
     python suites/bench/gate_experiment.py [--processes 16] [--samples 300] [--trials 400]
+        [--pairs 8] [--rounds 120] [--window 30]
 """
 
 from __future__ import annotations
@@ -72,7 +77,7 @@ def collect(processes: int, samples: int) -> Runs:
     return runs
 
 
-def as_result(samples: dict[str, np.ndarray]) -> ResultFile:
+def as_result(samples: dict[str, np.ndarray], paired: bool = False) -> ResultFile:
     rows = []
     for name, data in samples.items():
         engine, batch = name.split("-b")
@@ -90,7 +95,7 @@ def as_result(samples: dict[str, np.ndarray]) -> ResultFile:
                 "extra_info": extra,
             }
         )
-    harness = {"schema_version": SCHEMA_VERSION, "provider": "cpu"}
+    harness = {"schema_version": SCHEMA_VERSION, "provider": "cpu", "paired": paired}
     return ResultFile(Path("experiment.json"), {"benchmarks": rows, "harness": harness})
 
 
@@ -148,6 +153,89 @@ MODES: dict[str, tuple[Metric, bool]] = {
 }
 
 
+WorkerRuns = list[tuple[dict[str, list[float]], dict[str, list[float]]]]
+
+
+def collect_workers(pairs: int, rounds: int) -> WorkerRuns:
+    """Interleaved samples from ``pairs`` fresh A/A worker pairs (same code on both sides)."""
+    import tempfile
+
+    from harness.ab import ROOT, Worker, interleave
+    from harness.bench import BenchPoint
+
+    points = [
+        BenchPoint("iforest-100", engine, "cpu" if engine != "sklearn" else "-", batch, 1)
+        for engine in ("onnx-native", "sklearn")
+        for batch in (1, 100)
+    ]
+    out = []
+    with tempfile.TemporaryDirectory() as tmp, open(Path(tmp) / "log", "w") as log:
+        for i in range(pairs):
+            print(f"collecting: worker pair {i + 1}/{pairs}", flush=True)
+            a, b = Worker(ROOT, points, Path(tmp), log), Worker(ROOT, points, Path(tmp), log)
+            try:
+                sa, sb, _ = interleave(a, b, points, rounds)
+            finally:
+                a.close()
+                b.close()
+            rename = {
+                p.id: f"{'native' if p.engine != 'sklearn' else 'sklearn'}-b{p.batch_size}"
+                for p in points
+            }
+            out.append(
+                ({rename[k]: v for k, v in sa.items()}, {rename[k]: v for k, v in sb.items()})
+            )
+    return out
+
+
+def worker_trials(
+    pairs: WorkerRuns,
+    *,
+    n_trials: int,
+    window: int,
+    slowdown: float,
+    threshold: float,
+    alpha: float,
+    metric: Metric,
+    seed: int,
+) -> dict[str, Any]:
+    """Gate random windows of ``window`` ABBA rounds (2 samples a side per round)."""
+    rng = np.random.default_rng(seed)
+    flagged_trials = flagged_rows = rows_total = 0
+    seconds = []
+    for _ in range(n_trials):
+        sa, sb = pairs[int(rng.integers(len(pairs)))]
+        total = len(next(iter(sa.values())))
+        start = int(rng.integers(0, total - 2 * window + 1)) // 2 * 2
+        cut = slice(start, start + 2 * window)
+        a = {k: np.asarray(v[cut]) for k, v in sa.items()}
+        b = {
+            k: np.asarray(v[cut]) * (1.0 if k.startswith("sklearn") else slowdown)
+            for k, v in sb.items()
+        }
+        t0 = time.perf_counter()
+        report = gate(
+            [as_result(a, paired=True)],
+            [as_result(b, paired=True)],
+            threshold=threshold,
+            alpha=alpha,
+            metric=metric,
+        )
+        seconds.append(time.perf_counter() - t0)
+        gated = [r for r in report.rows if "sklearn" not in r.name]
+        regressed = sum(r.verdict == "regressed" for r in gated)
+        flagged_trials += regressed > 0
+        flagged_rows += regressed
+        rows_total += len(gated)
+    return {
+        "trials": n_trials,
+        "trials_with_a_regression": flagged_trials,
+        "trial_rate": flagged_trials / n_trials,
+        "benchmark_rate": flagged_rows / rows_total,
+        "gate_seconds_median": float(np.median(seconds)),
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--processes", type=int, default=16)
@@ -158,6 +246,11 @@ def main() -> None:
     parser.add_argument("--n", type=int, default=60, help="samples per side in each trial")
     parser.add_argument("--threshold", type=float, default=0.05)
     parser.add_argument("--alpha", type=float, default=0.01)
+    parser.add_argument("--pairs", type=int, default=8, help="fresh A/A worker pairs")
+    parser.add_argument("--rounds", type=int, default=120, help="ABBA rounds per worker pair")
+    parser.add_argument(
+        "--window", type=int, default=60, help="rounds per trial (the --ab default)"
+    )
     parser.add_argument("--runs-from", help="reuse the timings saved by an earlier --json")
     parser.add_argument("--json", help="write the timings and the numbers here")
     args = parser.parse_args()
@@ -198,8 +291,34 @@ def main() -> None:
         f"{args.threshold:.0%}, alpha {args.alpha} with Holm, 2000 bootstrap resamples; "
         f"{len(runs)} processes)"
     )
+    saved = json.loads(Path(args.runs_from).read_text()) if args.runs_from else {}
+    worker_runs: WorkerRuns = saved.get("worker_runs") or collect_workers(args.pairs, args.rounds)
+    for metric in ("median", "speedup"):
+        mode = (
+            f"--ab workers (one core, ABBA, paired), {'time' if metric == 'median' else 'speed-up'}"
+        )
+        common = {
+            "n_trials": args.trials,
+            "window": args.window,
+            "threshold": args.threshold,
+            "alpha": args.alpha,
+            "metric": metric,
+        }
+        aa = worker_trials(worker_runs, slowdown=1.0, seed=3, **common)
+        injected = worker_trials(worker_runs, slowdown=1.10, seed=4, **common)
+        table[mode] = {"aa": aa, "injected": injected}
+        print(
+            f"| {mode} | {1 - aa['trial_rate']:.1%} | {injected['benchmark_rate']:.1%} | "
+            f"{aa['gate_seconds_median'] * 1e3:.0f} ms |"
+        )
     if args.json:
-        payload = {"modes": table, "spread": spread, "runs": runs, "settings": vars(args)}
+        payload = {
+            "modes": table,
+            "spread": spread,
+            "runs": runs,
+            "worker_runs": worker_runs,
+            "settings": vars(args),
+        }
         Path(args.json).write_text(json.dumps(payload, indent=2))
 
 

@@ -1,0 +1,173 @@
+"""Parity targets from the zoo, and the conformance summary (JSON + markdown)."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from collections.abc import Sequence
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from engines import EngineConfig, FallbackEngine, OnnxEngine, SklearnEngine
+from engines.export import default_tolerance
+from harness.parity import CheckOutcome, ParityTarget, applicable_checks
+from harness.strategies import split_thresholds
+from harness.zoo import ModelCase, cases, exported, fitted
+
+__all__ = [
+    "ConformanceRow",
+    "conformance_markdown",
+    "parity_points",
+    "target_for",
+    "write_conformance",
+]
+
+CPU1 = EngineConfig(provider="cpu", intra_op_threads=1)
+
+
+@dataclasses.dataclass(frozen=True)
+class ConformanceRow:
+    """One case x engine x check result."""
+
+    case: str
+    engine: str
+    check: str
+    status: str  # pass / fail / xfail / xpass / skip
+    examples: int
+    measured: float | None
+    message: str
+    minimal_input: list[list[float]] | None = None
+
+
+def engines_for(case: ModelCase) -> list[str]:
+    """Every exporter that supports the case, a quantized variant where one applies, and the
+    fallback engine on the best exporter."""
+    out = [f"onnx-{e}" for e in case.exporters]
+    if "torch" in case.exporters:
+        out.append("onnx-torch-int8")
+    out.append("fallback")
+    return out
+
+
+def parity_points(profile: str) -> list[tuple[str, str, str]]:
+    """(case, engine, check) triples for a hypothesis profile: ci covers the fast zoo and the
+    autoencoder; nightly and dev cover every case."""
+    chosen = (
+        cases("large")
+        if profile == "nightly"
+        else [c for c in cases("large") if c.profile == "fast" or c.name == "autoencoder"]
+    )
+    out = []
+    for case in chosen:
+        for engine in engines_for(case):
+            for check in applicable_checks(target_for(case.name, engine)):
+                out.append((case.name, engine, check))
+    return out
+
+
+@cache
+def target_for(case_name: str, engine: str) -> ParityTarget:
+    """The engine under test for (case, engine), with its reference and input policy."""
+    (case,) = cases(names=[case_name])
+    model = fitted(case_name)
+    reference = SklearnEngine(model)
+    rows = case.data().X_test[:200]
+    exporter = engine.split("-")[1] if engine.startswith("onnx-") else _best(case)
+    report = exported(case_name, exporter)
+    tolerance = case.tolerance(exporter) or default_tolerance(model, exporter)
+    meta = OnnxEngine(report.model, CPU1).metadata
+    candidate: Any
+    rank_bounds = None
+    if engine.endswith("-int8"):
+        candidate = _int8(case_name, exporter)
+        rank_bounds = (0.9, 0.7)
+    elif engine == "fallback":
+        candidate = FallbackEngine(OnnxEngine(report.model, CPU1), reference)
+    else:
+        candidate = OnnxEngine(report.model, CPU1)
+    eager = None
+    if exporter == "torch" and not engine.endswith("-int8"):
+        import torch
+
+        module = model.module_
+
+        def eager(X: Any) -> Any:
+            with torch.no_grad():
+                return module(torch.from_numpy(np.ascontiguousarray(X, dtype=np.float32))).numpy()
+
+    return ParityTarget(
+        reference=reference,
+        candidate=candidate,
+        base_rows=rows,
+        tolerance=tolerance,
+        thresholds=split_thresholds(model),
+        accepts_nan=bool(meta.get("accepts_nan")),
+        accepts_inf=bool(meta.get("accepts_inf")),
+        exact_labels=tolerance.label_agreement == 1.0,
+        eager=eager,
+        rank_bounds=rank_bounds,
+    )
+
+
+def _best(case: ModelCase) -> str:
+    return next(e for e in ("native", "torch", "skl2onnx") if e in case.exporters)
+
+
+def _int8(case_name: str, exporter: str) -> OnnxEngine:
+    import tempfile
+
+    from engines import quantize
+
+    with tempfile.TemporaryDirectory() as tmp:
+        source, target = Path(tmp) / "fp32.onnx", Path(tmp) / "int8.onnx"
+        source.write_bytes(exported(case_name, exporter).model.SerializeToString())
+        quantize(source, target, "dynamic-int8")
+        return OnnxEngine(target.read_bytes(), CPU1)
+
+
+def outcome_row(case: str, engine: str, outcome: CheckOutcome, status: str) -> ConformanceRow:
+    return ConformanceRow(
+        case,
+        engine,
+        outcome.check,
+        status,
+        outcome.examples,
+        outcome.measured,
+        outcome.message,
+        outcome.minimal_input,
+    )
+
+
+def conformance_markdown(rows: Sequence[ConformanceRow]) -> str:
+    """case x engine x check -> status, worst error, examples tried."""
+    counts = {
+        s: sum(r.status == s for r in rows) for s in ("pass", "xfail", "fail", "xpass", "skip")
+    }
+    lines = [
+        "## Conformance (parity suite)",
+        "",
+        ", ".join(f"{n} {s}" for s, n in counts.items() if n),
+        "",
+        "| case | engine | check | status | measured | examples | note |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    order = {"fail": 0, "xpass": 1, "xfail": 2, "skip": 3, "pass": 4}
+    for r in sorted(rows, key=lambda r: (order.get(r.status, 9), r.case, r.engine, r.check)):
+        measured = "-" if r.measured is None else f"{r.measured:.3g}"
+        note = "" if r.status == "pass" else r.message.replace("|", "/").replace("\n", " ")[:160]
+        cells = [r.case, r.engine, r.check, r.status, measured, str(r.examples), note]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def write_conformance(rows: Sequence[ConformanceRow], path: Path) -> tuple[Path, Path]:
+    """conformance.json and conformance.md side by side."""
+    from engines._io import atomic_write_bytes
+
+    payload = json.dumps([dataclasses.asdict(r) for r in rows], indent=1, default=float).encode()
+    json_path = atomic_write_bytes(path.with_suffix(".json"), payload)
+    md_path = atomic_write_bytes(path.with_suffix(".md"), conformance_markdown(rows).encode())
+    return json_path, md_path

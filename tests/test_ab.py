@@ -1,0 +1,104 @@
+"""Interleaved A/B gating in live worker processes (slow: real workers, real timings)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from harness.ab import ROOT, Worker, ab_gate, calibrate, interleave
+from harness.bench import BenchPoint, Selection
+from harness.cli import main
+
+POINTS = [
+    BenchPoint("iforest-100", "onnx-native", "cpu", 1, 1),
+    BenchPoint("iforest-100", "onnx-native", "cuda", 1, 1),
+]
+
+
+def _git(*args: str) -> str:
+    return subprocess.run(
+        ["git", *args], cwd=ROOT, capture_output=True, text=True, check=True
+    ).stdout.strip()
+
+
+@pytest.mark.slow
+def test_workers_time_blocks_alternately(tmp_path: Path) -> None:
+    with open(tmp_path / "log", "w") as log:
+        a, b = Worker(ROOT, POINTS, tmp_path, log), Worker(ROOT, POINTS, tmp_path, log)
+        try:
+            assert a.points[POINTS[0].id]["calls"] >= 1
+            assert (
+                "not usable" in a.points[POINTS[1].id]["skip"]
+                or "not known" in a.points[POINTS[1].id]["skip"]
+            )
+            sa, sb, skipped = interleave(a, b, POINTS, rounds=3)
+        finally:
+            a.close()
+            b.close()
+    assert len(sa[POINTS[0].id]) == len(sb[POINTS[0].id]) == 6  # 2 samples a side per round
+    assert all(s > 0 for s in sa[POINTS[0].id])
+    assert [s["id"] for s in skipped] == [POINTS[1].id]
+
+
+@pytest.mark.slow
+def test_ab_gate_against_head_is_unchanged_or_inconclusive() -> None:
+    try:
+        _git("cat-file", "-e", "HEAD:harness/worker.py")
+    except subprocess.CalledProcessError:
+        pytest.skip("HEAD predates harness.worker (an uncommitted working tree)")
+    report, seconds, (a, b) = ab_gate(
+        "HEAD", Selection(cases=("iforest-100",), batch_sizes=(64,)), rounds=6
+    )
+    assert seconds > 0
+    assert {r.verdict for r in report.rows} <= {
+        "unchanged",
+        "inconclusive",
+        "improved",
+        "regressed",
+    }
+    assert len(report.rows) == 2  # sklearn and native at batch 64
+    assert a.harness["git"]["commit"] == _git("rev-parse", "HEAD")
+    assert b.benchmarks[0]["extra_info"]["calls_per_sample"] >= 1
+    assert "ab-" not in _git("worktree", "list")  # the temporary worktree is gone
+
+
+@pytest.mark.slow
+def test_ab_with_a_ref_that_predates_the_worker_exits_2(capsys: pytest.CaptureFixture[str]) -> None:
+    root_commit = _git("rev-list", "--max-parents=0", "HEAD").splitlines()[0]
+    code = main(
+        [
+            "gate",
+            "--ab",
+            root_commit,
+            "--cases",
+            "iforest-100",
+            "--batch-sizes",
+            "1",
+            "--rounds",
+            "2",
+        ]
+    )
+    assert code == 2
+    assert "cannot be A/B tested" in capsys.readouterr().err
+
+
+def test_ab_unknown_ref_exits_2(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["gate", "--ab", "no-such-ref-anywhere"]) == 2
+    assert "rev-parse" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_calibrate_stores_a_recommendation(tmp_path: Path) -> None:
+    summary = calibrate(
+        Selection(cases=("iforest-100",), batch_sizes=(64,)), runs=1, rounds=4, results_dir=tmp_path
+    )
+    stored = json.loads(Path(summary["path"]).read_text())
+    assert stored["recommended_threshold"] >= 0.01
+    assert set(stored["noise"]) == {
+        "iforest-100[onnx-native-cpu]-b64-t1",
+        "iforest-100[sklearn]-b64-t1",
+    }
+    assert main(["calibrate", "--runs", "0"]) == 2
