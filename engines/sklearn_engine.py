@@ -107,23 +107,24 @@ class SklearnEngine(Engine):
             out: npt.NDArray[Any] = np.zeros(0, dtype=np.float64)
         else:
             call: Callable[[Any], Any] = getattr(self.estimator, method)
-            try:
-                if self.feature_names is None:
-                    out = np.asarray(call(batch))
-                else:
-                    # Columns were checked by name in as_batch; the array is in fitted order.
-                    with warnings.catch_warnings():
-                        warnings.filterwarnings(
-                            "ignore", message="X does not have valid feature names"
-                        )
-                        out = np.asarray(call(batch))
-            except ValueError as exc:  # scikit-learn's own input checks (NaN, inf, ...)
-                raise InputError(
-                    f"{type(self.estimator).__name__} refused the input: {exc}"
-                ) from exc
+            # scikit-learn casts to float32 for some estimators: values beyond its range
+            # become inf, as in the ONNX engine; the answer stands, NumPy's warning is noise.
+            with np.errstate(over="ignore"):
+                out = self._call(call, batch)
         if self.collect_metrics:
             self._timing = (start, time.perf_counter(), batch.shape[0])
         return out.reshape(-1)
+
+    def _call(self, call: Callable[[Any], Any], batch: npt.NDArray[Any]) -> npt.NDArray[Any]:
+        try:
+            if self.feature_names is None:
+                return np.asarray(call(batch))
+            # Columns were checked by name in as_batch; the array is in fitted order.
+            with warnings.catch_warnings():
+                warnings.filterwarnings("ignore", message="X does not have valid feature names")
+                return np.asarray(call(batch))
+        except ValueError as exc:  # scikit-learn's own input checks (NaN, inf, ...)
+            raise InputError(f"{type(self.estimator).__name__} refused the input: {exc}") from exc
 
     def info(self) -> dict[str, Any]:
         final = _final_step(self.estimator)

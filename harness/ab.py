@@ -66,7 +66,12 @@ class Worker:
             "workdir": str(workdir),
             "cpu": _shared_cpu(),
         }
-        ready = self._ask(payload)
+        self.git = git_info(tree)  # now: a temporary worktree is gone by the time we report
+        try:
+            ready = self._ask(payload)
+        except ABError:
+            self.close()
+            raise
         self.points: dict[str, dict[str, Any]] = ready["points"]
 
     def _ask(self, message: dict[str, Any]) -> dict[str, Any]:
@@ -91,6 +96,7 @@ class Worker:
         return float(self._ask({"time": point_id})["seconds"])
 
     def close(self) -> None:
+        """Ask the worker to quit (kill it if it does not) and close the pipes."""
         if self._process.poll() is None:
             try:
                 assert self._process.stdin is not None
@@ -99,6 +105,10 @@ class Worker:
                 self._process.wait(timeout=30)
             except (BrokenPipeError, subprocess.TimeoutExpired):
                 self._process.kill()
+                self._process.wait()
+        for pipe in (self._process.stdin, self._process.stdout):
+            if pipe is not None:
+                pipe.close()
 
 
 def interleave(
@@ -169,7 +179,7 @@ def _result(
         "machine_id": machine_id(),
         "machine": machine_info(),
         "versions": library_versions(),
-        "git": git_info(worker.tree),
+        "git": worker.git,
         "provider": "cpu",
         "profile": "ab",
         "skipped": skipped,

@@ -47,6 +47,9 @@ def build_parser() -> argparse.ArgumentParser:
         "--results", type=Path, default=Path("results"), help="results store (default: results)"
     )
     run.add_argument("--no-store", action="store_true", help="write reports only, store nothing")
+    run.add_argument(
+        "--no-parity", action="store_true", help="benchmarks only, skip the parity suite"
+    )
     run.add_argument("--json", type=Path, default=None, help="also write the whole run's JSON here")
     run.set_defaults(handler=_cmd_run)
 
@@ -311,6 +314,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
         out=args.out,
         results_dir=None if args.no_store else args.results,
         json_out=args.json,
+        parity=not args.no_parity,
     )
     return outcome.exit_code
 

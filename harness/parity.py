@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import tempfile
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -180,7 +181,8 @@ def check_batch_invariance(target: ParityTarget, X: npt.NDArray[Any]) -> None:
         [target.candidate.score_samples(X[i : i + 3]) for i in range(0, len(X), 3)]
     )
     for name, other in (("row by row", single), ("chunks of 3", chunks)):
-        result = compare_outputs("score_samples", other, whole, Tolerance(1.0, 1e-6, 1e-9))
+        # ONNX Runtime picks kernels by batch size: float rounding may differ, within tolerance
+        result = compare_outputs("score_samples", other, whole, target.tolerance)
         if not result.passed:
             raise Discrepancy(
                 f"score_samples {name} differs from the whole batch by {result.max_abs_err:.3g}",
@@ -194,7 +196,7 @@ def check_row_order(target: ParityTarget, X: npt.NDArray[Any]) -> None:
     if isinstance(forward, EngineError):
         return
     backward = target.candidate.score_samples(np.ascontiguousarray(X[::-1]))[::-1]
-    result = compare_outputs("score_samples", backward, forward, Tolerance(1.0, 1e-6, 1e-9))
+    result = compare_outputs("score_samples", backward, forward, target.tolerance)
     if not result.passed:
         raise Discrepancy(
             f"row order changed score_samples by {result.max_abs_err:.3g}", result.max_abs_err
@@ -202,10 +204,13 @@ def check_row_order(target: ParityTarget, X: npt.NDArray[Any]) -> None:
 
 
 def check_dtype(target: ParityTarget, X: npt.NDArray[Any]) -> None:
-    """float64 input: the engine answers like the reference does for the same float64 rows."""
+    """float64 input is scored as the model's input type: like the reference on those rows."""
     X64 = X.astype(np.float64) * (1 + 1e-9)  # values float32 cannot hold exactly
+    model_dtype = getattr(target.candidate, "input_dtype", np.dtype(np.float64))
+    with np.errstate(over="ignore"):
+        seen = X64.astype(model_dtype)  # what a float32 model is documented to score
     method = "score_samples"
-    ref, ours = _answer(target.reference, method, X64), _answer(target.candidate, method, X64)
+    ref, ours = _answer(target.reference, method, seen), _answer(target.candidate, method, X64)
     if isinstance(ref, EngineError) != isinstance(ours, EngineError):
         raise Discrepancy(f"float64 input: reference {ref!r}, engine {ours!r}")
     if isinstance(ref, EngineError) or isinstance(ours, EngineError):
@@ -353,7 +358,11 @@ def run_check(name: str, target: ParityTarget, *, profile: str | None = None) ->
         nonlocal examples
         examples += 1
         try:
-            fn(target, X)
+            # Extreme rows make NumPy warn (overflow, inf - inf) inside either engine: the
+            # answers are compared, the warnings are not findings.
+            with warnings.catch_warnings(), np.errstate(all="ignore"):
+                warnings.simplefilter("ignore", RuntimeWarning)
+                fn(target, X)
         except Discrepancy as exc:
             failures.append((X, exc))  # the last failure recorded is the shrunk, minimal one
             raise

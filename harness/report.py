@@ -177,6 +177,12 @@ def render_markdown(results: Sequence[ResultFile], title: str = "Harness report"
         for (case, engine), e in sorted(parity.items())
     ]
     lines += _table(["case", "engine", "status", "worst abs error", "label agreement"], body)
+    conformance = [row for result in results for row in result.harness.get("conformance", [])]
+    if conformance:
+        from harness.conformance import ConformanceRow, conformance_markdown
+
+        rows_c = [ConformanceRow(**row) for row in conformance]
+        lines += ["", *conformance_markdown(rows_c).rstrip().splitlines()]
     skipped = [s for result in results for s in result.harness.get("skipped", [])]
     if skipped:
         lines += ["", "## Skipped", ""]

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +22,39 @@ from harness.store import ResultFile, load_result, write_result
 __all__ = ["RunOutcome", "run"]
 
 SUITE = Path(__file__).resolve().parent.parent / "suites" / "bench" / "test_inference.py"
+PARITY = Path(__file__).resolve().parent.parent / "suites" / "parity"
+
+
+def run_parity(out: Path, profile: str = "ci") -> tuple[int, list[dict[str, Any]]]:
+    """The parity suite (Hypothesis profile ``profile``, two workers); its conformance rows."""
+    target = out / "conformance"
+    saved = {k: os.environ.get(k) for k in ("HARNESS_CONFORMANCE", "HYPOTHESIS_PROFILE")}
+    os.environ.update(HARNESS_CONFORMANCE=str(target), HYPOTHESIS_PROFILE=profile)
+    try:
+        code = int(
+            pytest.main(
+                [
+                    str(PARITY),
+                    "-q",
+                    "-n",
+                    "2",
+                    "-p",
+                    "no:cacheprovider",
+                    "-o",
+                    "addopts=",
+                    "--no-header",
+                ]
+            )
+        )
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+    path = target.with_suffix(".json")
+    rows: list[dict[str, Any]] = json.loads(path.read_text()) if path.exists() else []
+    return code, rows
 
 
 class _Collector:
@@ -57,11 +93,25 @@ class RunOutcome:
         self.collector = collector
 
 
+@contextlib.contextmanager
+def _outside_xdist() -> Iterator[None]:
+    """Hide an enclosing pytest-xdist worker (pytest-benchmark reads its environment variable
+    and would disable timing): the benchmark run is a serial session of its own."""
+    names = ("PYTEST_XDIST_WORKER", "PYTEST_XDIST_WORKER_COUNT", "PYTEST_XDIST_TESTRUNUID")
+    saved = {name: os.environ.pop(name) for name in names if name in os.environ}
+    try:
+        yield
+    finally:
+        os.environ.update(saved)
+
+
 def _pytest_args(selection: Selection, json_path: Path) -> list[str]:
     args = [
         str(SUITE),
         "-p",
         "no:cacheprovider",
+        "-p",
+        "no:xdist",  # timing runs serially; also when harness run itself runs inside xdist
         "-o",
         "addopts=",  # the project's addopts disable benchmarks for unit-test runs
         "-o",
@@ -124,6 +174,7 @@ def run(
     out: Path,
     results_dir: Path | None,
     json_out: Path | None = None,
+    parity: bool = True,
 ) -> RunOutcome:
     """Run the benchmark suite for ``selection``, store results, write report.md/report.html."""
     if not SUITE.exists():
@@ -140,14 +191,20 @@ def run(
     )
     collector = _Collector()
     start = time.perf_counter()
+    parity_code, conformance = 0, list[dict[str, Any]]()
+    if selection.user_model is None and parity:
+        print("harness run: parity suite (Hypothesis ci profile)", flush=True)
+        parity_code, conformance = run_parity(out)
     with tempfile.TemporaryDirectory(prefix="harness-run-") as tmp:
         json_path = Path(tmp) / "bench.json"
-        code = int(pytest.main(_pytest_args(selection, json_path), plugins=[collector]))
+        with _outside_xdist():
+            code = int(pytest.main(_pytest_args(selection, json_path), plugins=[collector]))
         if not json_path.exists():
             print(f"harness run: no benchmark ran (pytest exit {code})", file=sys.stderr)
             return RunOutcome(code or 1, [], None, collector)
         data = json.loads(json_path.read_text())
     data["harness"]["skipped"] = collector.skipped
+    data["harness"]["conformance"] = conformance
     data["harness"]["seconds"] = time.perf_counter() - start
     if json_out is not None:  # the whole run, every provider, for --ab and calibrate
         from engines._io import atomic_write_bytes
@@ -184,5 +241,7 @@ def run(
         print(f"  report:  {reports[0]}\n  report:  {reports[1]}")
     if parity_failures:
         print(f"  parity FAILED for {sorted(set(parity_failures))}", file=sys.stderr)
-    failed = code != 0 or bool(parity_failures)
+    if parity_code != 0:
+        print("  parity suite FAILED: see out/conformance.md", file=sys.stderr)
+    failed = code != 0 or bool(parity_failures) or parity_code != 0
     return RunOutcome(1 if failed else 0, paths, reports, collector)

@@ -65,7 +65,14 @@ def arrays(draw: st.DrawFn) -> np.ndarray:
     shape = {0: (), 1: (width,), 2: (rows, width), 3: (2, rows, width)}[ndim]
     if dtype.kind == "f":
         elements = st.floats(allow_nan=True, allow_infinity=True, width=min(64, dtype.itemsize * 8))
-        fill = st.sampled_from([np.nan, np.inf, -np.inf, 0.0, 1e30, -1e-40])
+        limit = float(np.finfo(dtype).max)
+        fill = st.sampled_from(
+            [
+                v
+                for v in (np.nan, np.inf, -np.inf, 0.0, 1e30, -1e-40)
+                if not np.isfinite(v) or abs(v) <= limit
+            ]
+        )
     elif dtype.kind == "O":
         elements, fill = st.sampled_from([1, 2.5, None, "x"]), st.just(None)
     else:

@@ -70,6 +70,7 @@ def test_harness_run_on_a_small_selection(
             "iforest-100,gmm-full",
             "--batch-sizes",
             "1,64",
+            "--no-parity",
             "--providers",
             "cpu,cuda",
             "--out",

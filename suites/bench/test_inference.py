@@ -39,6 +39,8 @@ def test_score_samples(benchmark: Any, point: BenchPoint, request: pytest.Fixtur
     )
     with runner.thread_limits():
         benchmark.pedantic(runner.fn, args=(X,), rounds=rounds, iterations=1, warmup_rounds=1)
+    if benchmark.stats is None:  # benchmarks disabled (unit-test run, xdist): a smoke run
+        return
     stats = benchmark.stats.stats
     benchmark.extra_info.update(
         percentiles(stats.data), samples_per_s=point.batch_size / stats.median
