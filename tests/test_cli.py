@@ -47,3 +47,18 @@ def test_python_dash_m_harness() -> None:
     )
     assert done.returncode == 0
     assert __version__ in done.stdout
+
+
+def test_provider_listed_but_not_loadable_is_diagnosed(monkeypatch: pytest.MonkeyPatch) -> None:
+    """onnxruntime-gpu without CUDA libraries lists CUDA; the reason says what is missing."""
+    import onnxruntime as ort
+
+    from engines import providers
+
+    available = [*ort.get_available_providers(), "CUDAExecutionProvider"]
+    monkeypatch.setattr(ort, "get_available_providers", lambda: available)
+    monkeypatch.setattr(providers, "_nvidia_driver_present", lambda: True)
+    assert "libraries failed to load" in providers.diagnose_provider("CUDAExecutionProvider")
+    monkeypatch.setattr(providers, "_nvidia_driver_present", lambda: False)
+    assert "no NVIDIA GPU or driver" in providers.diagnose_provider("CUDAExecutionProvider")
+    assert "not installed" in providers.diagnose_provider("TensorrtExecutionProvider")

@@ -24,6 +24,8 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
         points = parity_points(profile)
         ids = [f"{case}[{engine}-cpu]-{check}" for case, engine, check in points]
         metafunc.parametrize("parity_point", points, ids=ids)
+    if "gpu_provider" in metafunc.fixturenames:
+        metafunc.parametrize("gpu_provider", ["cuda", "tensorrt"])
 
 
 @pytest.fixture

@@ -6,6 +6,7 @@ xfails: the suite says so when upstream fixes them.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import pytest
@@ -31,3 +32,22 @@ def test_parity(parity_point: tuple[str, str, str], conformance_rows: list[Confo
         f"{case_name} [{engine}] {check}: {outcome.message} (bound: {outcome.bound}; "
         f"{outcome.examples} examples tried)\nminimal failing input: {minimal}"
     )
+
+
+def test_parity_on_gpu_providers(gpu_provider: str) -> None:
+    """The same checks on CUDA / TensorRT when really active; otherwise a skip with the reason."""
+    from harness.bench import _provider_skip
+
+    reason = _provider_skip(gpu_provider)
+    if reason:
+        pytest.skip(reason)
+    from engines import EngineConfig, OnnxEngine
+    from harness.zoo import exported
+
+    target = target_for("iforest-100", "onnx-native")
+    config = EngineConfig(provider=gpu_provider, intra_op_threads=1)
+    gpu = OnnxEngine(exported("iforest-100", "native").model, config)
+    assert gpu.info()["active_providers"][0] != "CPUExecutionProvider"
+    for check in ("label_exact", "score_close", "batch_invariance"):
+        outcome = run_check(check, dataclasses.replace(target, candidate=gpu))
+        assert outcome.passed, f"{gpu_provider} {check}: {outcome.message}"
