@@ -9,6 +9,7 @@ which no stored-baseline comparison at a 5% threshold survives; interleaving is 
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import os
@@ -108,7 +109,8 @@ class Worker:
                 self._process.wait()
         for pipe in (self._process.stdin, self._process.stdout):
             if pipe is not None:
-                pipe.close()
+                with contextlib.suppress(OSError):  # a dead worker: flushing stdin breaks
+                    pipe.close()
 
 
 def interleave(

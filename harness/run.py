@@ -43,6 +43,8 @@ def run_parity(out: Path, profile: str = "ci") -> tuple[int, list[dict[str, Any]
                     "-o",
                     "addopts=",
                     "--no-header",
+                    "-W",
+                    "ignore::pytest.PytestAssertRewriteWarning",
                 ]
             )
         )
@@ -120,6 +122,9 @@ def _pytest_args(selection: Selection, json_path: Path) -> list[str]:
         "--no-header",
         "-W",
         "ignore::pytest_benchmark.logger.PytestBenchmarkWarning",
+        # this process already imported the harness plugin: pytest cannot rewrite it again
+        "-W",
+        "ignore::pytest.PytestAssertRewriteWarning",
         "--benchmark-enable",
         "--benchmark-json",
         str(json_path),

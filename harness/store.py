@@ -94,6 +94,7 @@ def write_result(
     payload = json.dumps(data, indent=1, sort_keys=True, default=str).encode()
     fd, tmp = tempfile.mkstemp(prefix=".partial-", suffix=".tmp", dir=folder)
     try:
+        os.fchmod(fd, 0o644)  # mkstemp makes 0600; results are meant to be shared
         with os.fdopen(fd, "wb") as handle:
             handle.write(payload)
             handle.flush()
