@@ -99,6 +99,35 @@ def as_result(samples: dict[str, np.ndarray], paired: bool = False) -> ResultFil
     return ResultFile(Path("experiment.json"), {"benchmarks": rows, "harness": harness})
 
 
+class Tally:
+    """Gates trial after trial and counts the ONNX benchmarks called regressed."""
+
+    def __init__(self, *, threshold: float, alpha: float, metric: Metric) -> None:
+        self.options: dict[str, Any] = {"threshold": threshold, "alpha": alpha, "metric": metric}
+        self.trials = self.flagged_trials = self.flagged_rows = self.rows = 0
+        self.seconds: list[float] = []
+
+    def add(self, a: dict[str, np.ndarray], b: dict[str, np.ndarray], *, paired: bool) -> None:
+        start = time.perf_counter()
+        report = gate([as_result(a, paired)], [as_result(b, paired)], **self.options)
+        self.seconds.append(time.perf_counter() - start)
+        gated = [r for r in report.rows if "sklearn" not in r.name]
+        regressed = sum(r.verdict == "regressed" for r in gated)
+        self.trials += 1
+        self.flagged_trials += regressed > 0
+        self.flagged_rows += regressed
+        self.rows += len(gated)
+
+    def summary(self) -> dict[str, Any]:
+        return {
+            "trials": self.trials,
+            "trials_with_a_regression": self.flagged_trials,
+            "trial_rate": self.flagged_trials / self.trials,
+            "benchmark_rate": self.flagged_rows / self.rows,
+            "gate_seconds_median": float(np.median(self.seconds)),
+        }
+
+
 def trials(
     runs: Runs,
     *,
@@ -113,8 +142,7 @@ def trials(
 ) -> dict[str, Any]:
     """Gate many random pairs of runs; count the ONNX benchmarks called regressed."""
     rng = np.random.default_rng(seed)
-    flagged_trials = flagged_rows = rows_total = 0
-    seconds = []
+    tally = Tally(threshold=threshold, alpha=alpha, metric=metric)
     for _ in range(n_trials):
         if adjacent:
             i = int(rng.integers(len(runs) - 1))
@@ -127,23 +155,8 @@ def trials(
             * (1.0 if k.startswith("sklearn") else slowdown)
             for k, v in runs[j].items()
         }
-        start = time.perf_counter()
-        report = gate(
-            [as_result(a)], [as_result(b)], threshold=threshold, alpha=alpha, metric=metric
-        )
-        seconds.append(time.perf_counter() - start)
-        gated = [r for r in report.rows if "sklearn" not in r.name]
-        regressed = sum(r.verdict == "regressed" for r in gated)
-        flagged_trials += regressed > 0
-        flagged_rows += regressed
-        rows_total += len(gated)
-    return {
-        "trials": n_trials,
-        "trials_with_a_regression": flagged_trials,
-        "trial_rate": flagged_trials / n_trials,
-        "benchmark_rate": flagged_rows / rows_total,
-        "gate_seconds_median": float(np.median(seconds)),
-    }
+        tally.add(a, b, paired=False)
+    return tally.summary()
 
 
 MODES: dict[str, tuple[Metric, bool]] = {
@@ -201,8 +214,7 @@ def worker_trials(
 ) -> dict[str, Any]:
     """Gate random windows of ``window`` ABBA rounds (2 samples a side per round)."""
     rng = np.random.default_rng(seed)
-    flagged_trials = flagged_rows = rows_total = 0
-    seconds = []
+    tally = Tally(threshold=threshold, alpha=alpha, metric=metric)
     for _ in range(n_trials):
         sa, sb = pairs[int(rng.integers(len(pairs)))]
         total = len(next(iter(sa.values())))
@@ -213,27 +225,8 @@ def worker_trials(
             k: np.asarray(v[cut]) * (1.0 if k.startswith("sklearn") else slowdown)
             for k, v in sb.items()
         }
-        t0 = time.perf_counter()
-        report = gate(
-            [as_result(a, paired=True)],
-            [as_result(b, paired=True)],
-            threshold=threshold,
-            alpha=alpha,
-            metric=metric,
-        )
-        seconds.append(time.perf_counter() - t0)
-        gated = [r for r in report.rows if "sklearn" not in r.name]
-        regressed = sum(r.verdict == "regressed" for r in gated)
-        flagged_trials += regressed > 0
-        flagged_rows += regressed
-        rows_total += len(gated)
-    return {
-        "trials": n_trials,
-        "trials_with_a_regression": flagged_trials,
-        "trial_rate": flagged_trials / n_trials,
-        "benchmark_rate": flagged_rows / rows_total,
-        "gate_seconds_median": float(np.median(seconds)),
-    }
+        tally.add(a, b, paired=True)
+    return tally.summary()
 
 
 def main() -> None:
