@@ -216,12 +216,6 @@ class OnnxEngine(Engine):
     def decision_function(self, X: Any) -> npt.NDArray[np.floating[Any]]:
         return self._answer("decision_function", X)
 
-    def run_raw(self, X: Any) -> dict[str, npt.NDArray[Any]]:
-        """Every graph output for ``X``, by name (validated input, no post-processing)."""
-        batch = self._validate(X)
-        values = self._session.run(None, {self.input_name: batch})
-        return dict(zip(self.output_names, values, strict=True))
-
     def _validate(self, X: Any) -> npt.NDArray[Any]:
         return as_batch(
             X, n_features=self._n_features, dtype=self.input_dtype, feature_names=self.feature_names

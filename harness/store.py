@@ -12,11 +12,12 @@ import datetime as dt
 import json
 import os
 import re
-import tempfile
 import warnings
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
+
+from engines._io import write_temp
 
 __all__ = [
     "SCHEMA_VERSION",
@@ -92,13 +93,8 @@ def write_result(
     folder = Path(results_dir) / machine_id / provider
     folder.mkdir(parents=True, exist_ok=True)
     payload = json.dumps(data, indent=1, sort_keys=True, default=str).encode()
-    fd, tmp = tempfile.mkstemp(prefix=".partial-", suffix=".tmp", dir=folder)
+    tmp = write_temp(folder, payload)
     try:
-        os.fchmod(fd, 0o644)  # mkstemp makes 0600; results are meant to be shared
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(payload)
-            handle.flush()
-            os.fsync(handle.fileno())
         short = (commit or "nogit")[:12]
         for _ in range(1000):
             final = folder / f"{_next_number(folder):04d}_{short}_{_stamp()}.json"
