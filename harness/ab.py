@@ -1,10 +1,16 @@
-"""Interleaved A/B timing in two live worker processes: ``gate --ab`` and ``calibrate``.
+"""Interleaved A/B timing in live worker processes: ``gate --ab`` and ``calibrate``.
 
 Each side is a worker process running its own code tree (``harness.worker``); the
 coordinator asks them for timed blocks alternately, in ABBA order per benchmark, so machine
 drift hits both sides alike. Measured on the project's shared 2-core machine: fresh processes
 run one after the other differed by up to 35% (ONNX) and 75% (scikit-learn) in median latency,
 which no stored-baseline comparison at a 5% threshold survives; interleaving is what works.
+
+Two live processes of the SAME code, interleaved, still differ by a bias of their own (sd ~3%
+at batch 1, once 12%), fixed for the process's life: rebuilding sessions and inputs inside it
+does not move it, a new process draws a new one (its memory layout). So the rounds are spread
+over several fresh worker pairs, the side started first alternating, and the pairs' samples
+pooled: the biases average out instead of deciding the verdict.
 """
 
 from __future__ import annotations
@@ -29,7 +35,7 @@ from harness.machine import git_info, library_versions, machine_id, machine_info
 from harness.plugin import add_speedups
 from harness.store import SCHEMA_VERSION, ResultFile
 
-__all__ = ["ABError", "Worker", "ab_gate", "calibrate", "interleave"]
+__all__ = ["ABError", "ABSamples", "Worker", "ab_gate", "calibrate", "interleave", "run_pairs"]
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -92,9 +98,12 @@ class Worker:
         answer: dict[str, Any] = json.loads(line)
         return answer
 
-    def time(self, point_id: str) -> float:
-        """Per-call seconds of one timed block."""
-        return float(self._ask({"time": point_id})["seconds"])
+    def time(self, point_id: str, calls: int | None = None) -> float:
+        """Per-call seconds of one timed block (of ``calls`` calls; default: the worker's)."""
+        message: dict[str, Any] = {"time": point_id}
+        if calls is not None:
+            message["calls"] = calls
+        return float(self._ask(message)["seconds"])
 
     def close(self) -> None:
         """Ask the worker to quit (kill it if it does not) and close the pipes."""
@@ -114,9 +123,16 @@ class Worker:
 
 
 def interleave(
-    a: Worker, b: Worker, points: Sequence[BenchPoint], rounds: int
+    a: Worker,
+    b: Worker,
+    points: Sequence[BenchPoint],
+    rounds: int,
+    calls: dict[str, int] | None = None,
 ) -> tuple[dict[str, list[float]], dict[str, list[float]], list[dict[str, str]]]:
-    """ABBA (then BAAB) blocks per benchmark; returns per-call samples per side and skips."""
+    """ABBA (then BAAB) blocks per benchmark; returns per-call samples per side and skips.
+
+    ``calls`` fixes the calls per block of each benchmark on both sides (default: A's).
+    """
     samples: dict[str, dict[str, list[float]]] = {"A": {}, "B": {}}
     skipped = []
     live = []
@@ -126,13 +142,75 @@ def interleave(
             skipped.append({"id": point.id, "reason": reasons[0]})
         else:
             live.append(point)
+    per_block = {p.id: (calls or {}).get(p.id) or int(a.points[p.id]["calls"]) for p in live}
     workers = {"A": a, "B": b}
     for r in range(rounds):
         order = "ABBA" if r % 2 == 0 else "BAAB"
         for point in live:
             for side in order:
-                samples[side].setdefault(point.id, []).append(workers[side].time(point.id))
+                seconds = workers[side].time(point.id, per_block[point.id])
+                samples[side].setdefault(point.id, []).append(seconds)
     return samples["A"], samples["B"], skipped
+
+
+@dataclasses.dataclass
+class ABSamples:
+    """Pooled samples of both sides over all worker pairs (sample i of A pairs with B's)."""
+
+    a: dict[str, list[float]]
+    b: dict[str, list[float]]
+    skipped: list[dict[str, str]]
+    workers: tuple[Worker, Worker]  # the first pair (closed): what the points reported
+    pairs: int
+    rounds_per_pair: int
+
+
+def run_pairs(
+    tree_a: Path,
+    tree_b: Path,
+    points: Sequence[BenchPoint],
+    *,
+    rounds: int,
+    pairs: int,
+    workdir: Path,
+    log: IO[str],
+    what: str = "harness gate --ab",
+) -> ABSamples:
+    """``rounds`` ABBA rounds spread over ``pairs`` fresh worker pairs, samples pooled.
+
+    The side started first alternates from pair to pair; every pair times the same number
+    of calls per block (the first pair's A side decides), so blocks are alike on both sides.
+    """
+    if pairs < 1:
+        raise ValueError(f"pairs must be >= 1, got {pairs}")
+    per_pair = max(2, -(-rounds // pairs))
+    a_all: dict[str, list[float]] = {}
+    b_all: dict[str, list[float]] = {}
+    first: tuple[Worker, Worker] | None = None
+    skipped: list[dict[str, str]] = []
+    calls: dict[str, int] = {}
+    for i in range(pairs):
+        print(f"{what}: worker pair {i + 1}/{pairs}, {per_pair} ABBA rounds", flush=True)
+        order = (tree_a, tree_b) if i % 2 == 0 else (tree_b, tree_a)
+        started: list[Worker] = []
+        try:
+            for tree in order:
+                started.append(Worker(tree, points, workdir, log))
+            a, b = started if i % 2 == 0 else started[::-1]
+            if first is None:
+                first = (a, b)
+                calls = {
+                    p.id: int(a.points[p.id]["calls"]) for p in points if a.points[p.id]["calls"]
+                }
+            sa, sb, skipped = interleave(a, b, points, per_pair, calls)
+        finally:
+            for worker in started:
+                worker.close()
+        for pooled, got in ((a_all, sa), (b_all, sb)):
+            for key, values in got.items():
+                pooled.setdefault(key, []).extend(values)
+    assert first is not None
+    return ABSamples(a_all, b_all, skipped, first, pairs, per_pair)
 
 
 def _result(
@@ -141,6 +219,7 @@ def _result(
     worker: Worker,
     label: str,
     skipped: list[dict[str, str]],
+    ab: ABSamples,
 ) -> ResultFile:
     rows = []
     for point in points:
@@ -156,7 +235,7 @@ def _result(
             "provider_requested": point.provider,
             "batch_size": point.batch_size,
             "threads": point.threads,
-            "calls_per_sample": worker.points[point.id]["calls"],
+            "calls_per_sample": ab.workers[0].points[point.id]["calls"],
         }
         stats = {
             "median": float(np.median(arr)),
@@ -186,6 +265,8 @@ def _result(
         "profile": "ab",
         "skipped": skipped,
         "paired": True,
+        "worker_pairs": ab.pairs,
+        "rounds_per_pair": ab.rounds_per_pair,
     }
     return ResultFile(Path(f"{label}.json"), {"benchmarks": rows, "harness": harness})
 
@@ -198,11 +279,16 @@ def _git(*args: str) -> str:
 
 
 def ab_gate(
-    ref: str, selection: Selection, *, rounds: int = 60, **gate_options: Any
+    ref: str, selection: Selection, *, rounds: int = 100, pairs: int = 10, **gate_options: Any
 ) -> tuple[GateReport, float, tuple[ResultFile, ResultFile]]:
-    """Time ``ref`` (A) and the working tree (B) interleaved, then gate B against A."""
+    """Time ``ref`` (A) and the working tree (B) interleaved, then gate B against A.
+
+    ``rounds`` ABBA rounds in all, spread over ``pairs`` fresh worker pairs (see the module).
+    """
     if rounds < 2:
         raise ValueError(f"rounds must be >= 2, got {rounds}")
+    if pairs < 1:
+        raise ValueError(f"pairs must be >= 1, got {pairs}")
     start = time.perf_counter()
     sha = _git("rev-parse", "--verify", f"{ref}^{{commit}}")
     points = build_points(selection)
@@ -210,25 +296,22 @@ def ab_gate(
         base = Path(tmp)
         tree_a = base / "ref"
         _git("worktree", "add", "--detach", str(tree_a), sha)
-        workers: list[Worker] = []
         try:
             with open(base / "workers.log", "w") as log:
                 what = f"{len(points)} benchmarks on {sha[:12]} and the working tree"
-                print(f"harness gate --ab: preparing {what}", flush=True)
+                print(f"harness gate --ab: {what}, {rounds} ABBA rounds", flush=True)
                 try:
-                    workers = [Worker(tree_a, points, base, log), Worker(ROOT, points, base, log)]
+                    ab = run_pairs(
+                        tree_a, ROOT, points, rounds=rounds, pairs=pairs, workdir=base, log=log
+                    )
                 except ABError as exc:
                     log.flush()
                     raise ABError(f"{exc}\n{(base / 'workers.log').read_text()[-2000:]}") from None
-                print(f"harness gate --ab: timing {rounds} ABBA rounds", flush=True)
-                a, b, skipped = interleave(workers[0], workers[1], points, rounds)
         finally:
-            for worker in workers:
-                worker.close()
             _git("worktree", "remove", "--force", str(tree_a))
         results = (
-            _result(a, points, workers[0], "A", skipped),
-            _result(b, points, workers[1], "B", skipped),
+            _result(ab.a, points, ab.workers[0], "A", ab.skipped, ab),
+            _result(ab.b, points, ab.workers[1], "B", ab.skipped, ab),
         )
     report = gate([results[0]], [results[1]], **gate_options)
     return report, time.perf_counter() - start, results
@@ -238,11 +321,12 @@ def calibrate(
     selection: Selection,
     *,
     runs: int = 3,
-    rounds: int = 60,
+    rounds: int = 100,
+    pairs: int = 10,
     alpha: float = 0.01,
     results_dir: Path | None = None,
 ) -> dict[str, Any]:
-    """A/A: two workers on the same code, interleaved like ``--ab``, ``runs`` times.
+    """A/A: the same code on both sides, interleaved exactly like ``--ab``, ``runs`` times.
 
     Returns the noise per benchmark and the recommended threshold: the smallest (in 1% steps,
     plus one step of margin) at which no A/A comparison is called regressed or improved.
@@ -257,16 +341,19 @@ def calibrate(
         open(Path(tmp) / "log", "w") as log,
     ):
         for i in range(runs):
-            print(f"harness calibrate: A/A run {i + 1}/{runs}", flush=True)
-            a, b = Worker(ROOT, points, Path(tmp), log), Worker(ROOT, points, Path(tmp), log)
-            try:
-                sa, sb, skipped = interleave(a, b, points, rounds)
-            finally:
-                a.close()
-                b.close()
+            ab = run_pairs(
+                ROOT,
+                ROOT,
+                points,
+                rounds=rounds,
+                pairs=pairs,
+                workdir=Path(tmp),
+                log=log,
+                what=f"harness calibrate: A/A run {i + 1}/{runs}",
+            )
             report = gate(
-                [_result(sa, points, a, "A", skipped)],
-                [_result(sb, points, b, "B", skipped)],
+                [_result(ab.a, points, ab.workers[0], "A", ab.skipped, ab)],
+                [_result(ab.b, points, ab.workers[1], "B", ab.skipped, ab)],
                 threshold=0.01,
                 alpha=alpha,
             )
@@ -281,6 +368,7 @@ def calibrate(
         "machine_id": machine,
         "runs": runs,
         "rounds": rounds,
+        "pairs": pairs,
         "alpha": alpha,
         "recommended_threshold": round(recommended, 2),
         "noise": {

@@ -86,7 +86,16 @@ def build_parser() -> argparse.ArgumentParser:
     gate.add_argument("baseline", nargs="?", type=Path, help="baseline result file or folder")
     gate.add_argument("candidate", nargs="?", type=Path, help="candidate result file or folder")
     gate.add_argument("--ab", metavar="REF", help="benchmark git REF and the working tree now")
-    gate.add_argument("--rounds", type=int, default=60, help="ABBA rounds for --ab (default 60)")
+    gate.add_argument(
+        "--rounds", type=int, default=100, help="ABBA rounds in all for --ab (default 100)"
+    )
+    gate.add_argument(
+        "--pairs",
+        type=int,
+        default=10,
+        help="fresh worker pairs the --ab rounds are spread over (default 10): each process "
+        "has a speed bias of its own, which averages out over pairs",
+    )
     gate.add_argument("--threshold", type=_percent, default=0.05, help="e.g. 5%% (default)")
     gate.add_argument("--alpha", type=float, default=0.01, help="significance after Holm")
     gate.add_argument(
@@ -106,7 +115,10 @@ def build_parser() -> argparse.ArgumentParser:
         help="A/A runs: measure this machine's noise floor and recommend a gate threshold",
     )
     calibrate.add_argument("--runs", type=int, default=3, help="A/A runs (default 3)")
-    calibrate.add_argument("--rounds", type=int, default=60, help="ABBA rounds per run")
+    calibrate.add_argument("--rounds", type=int, default=100, help="ABBA rounds per run")
+    calibrate.add_argument(
+        "--pairs", type=int, default=10, help="fresh worker pairs per run, as in gate --ab"
+    )
     calibrate.add_argument("--alpha", type=float, default=0.01)
     calibrate.add_argument(
         "--results",
@@ -187,7 +199,9 @@ def _cmd_gate(args: argparse.Namespace) -> int:
 
             try:
                 selection = selection_from_options(namespace_get(args))
-                report, seconds, _ = ab_gate(args.ab, selection, rounds=args.rounds, **options)
+                report, seconds, _ = ab_gate(
+                    args.ab, selection, rounds=args.rounds, pairs=args.pairs, **options
+                )
             except ABError as exc:
                 print(f"harness gate: {exc}", file=sys.stderr)
                 return 2
@@ -238,6 +252,7 @@ def _cmd_calibrate(args: argparse.Namespace) -> int:
             selection_from_options(namespace_get(args)),
             runs=args.runs,
             rounds=args.rounds,
+            pairs=args.pairs,
             alpha=args.alpha,
             results_dir=args.results,
         )

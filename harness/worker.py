@@ -7,6 +7,7 @@ the machine while each runs its own code. Protocol: JSON lines on stdin/stdout.
     -> {"points": [{"case", "engine", "provider", "batch_size", "threads"}, ...]}
     <- {"ready": true, "points": {id: {"calls": m, "skip": reason-or-null}}}
     -> {"time": id}            <- {"seconds": per-call mean over m calls}
+    -> {"time": id, "calls": k} <- {"seconds": per-call mean over k calls}
     -> {"quit": true}
 """
 
@@ -62,6 +63,7 @@ def main() -> int:
         if message.get("quit"):
             break
         fn, X, calls = runners[message["time"]]
+        calls = int(message.get("calls") or calls)
         start = time.perf_counter()
         for _ in range(calls):
             fn(X)

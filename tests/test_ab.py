@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from harness.ab import ROOT, Worker, ab_gate, calibrate, interleave
+from harness.ab import ROOT, Worker, ab_gate, calibrate, interleave, run_pairs
 from harness.bench import BenchPoint, Selection
 from harness.cli import main
 
@@ -44,13 +44,34 @@ def test_workers_time_blocks_alternately(tmp_path: Path) -> None:
 
 
 @pytest.mark.slow
+def test_worker_pairs_pool_their_samples_with_one_block_size(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with open(tmp_path / "log", "w") as log:
+        ab = run_pairs(ROOT, ROOT, POINTS, rounds=5, pairs=2, workdir=tmp_path, log=log)
+    live = POINTS[0].id
+    assert ab.pairs == 2
+    assert ab.rounds_per_pair == 3
+    assert len(ab.a[live]) == len(ab.b[live]) == 2 * 3 * 2  # pairs x rounds x 2 a side
+    assert [s["id"] for s in ab.skipped] == [POINTS[1].id]
+    assert "worker pair 2/2" in capsys.readouterr().out
+    for worker in ab.workers:  # closed after their pair
+        assert worker._process.poll() is not None
+
+
+def test_run_pairs_refuses_zero_pairs(tmp_path: Path) -> None:
+    with open(tmp_path / "log", "w") as log, pytest.raises(ValueError, match="pairs"):
+        run_pairs(ROOT, ROOT, POINTS, rounds=4, pairs=0, workdir=tmp_path, log=log)
+
+
+@pytest.mark.slow
 def test_ab_gate_against_head_is_unchanged_or_inconclusive() -> None:
     try:
         _git("cat-file", "-e", "HEAD:harness/worker.py")
     except subprocess.CalledProcessError:
         pytest.skip("HEAD predates harness.worker (an uncommitted working tree)")
     report, seconds, (a, b) = ab_gate(
-        "HEAD", Selection(cases=("iforest-100",), batch_sizes=(64,)), rounds=6
+        "HEAD", Selection(cases=("iforest-100",), batch_sizes=(64,)), rounds=6, pairs=2
     )
     assert seconds > 0
     assert {r.verdict for r in report.rows} <= {
@@ -62,6 +83,9 @@ def test_ab_gate_against_head_is_unchanged_or_inconclusive() -> None:
     assert len(report.rows) == 2  # sklearn and native at batch 64
     assert a.harness["git"]["commit"] == _git("rev-parse", "HEAD")
     assert b.benchmarks[0]["extra_info"]["calls_per_sample"] >= 1
+    assert b.harness["worker_pairs"] == 2
+    assert b.harness["rounds_per_pair"] == 3
+    assert len(b.benchmarks[0]["stats"]["data"]) == 2 * 3 * 2
     assert "ab-" not in _git("worktree", "list")  # the temporary worktree is gone
 
 
@@ -93,10 +117,15 @@ def test_ab_unknown_ref_exits_2(capsys: pytest.CaptureFixture[str]) -> None:
 @pytest.mark.slow
 def test_calibrate_stores_a_recommendation(tmp_path: Path) -> None:
     summary = calibrate(
-        Selection(cases=("iforest-100",), batch_sizes=(64,)), runs=1, rounds=4, results_dir=tmp_path
+        Selection(cases=("iforest-100",), batch_sizes=(64,)),
+        runs=1,
+        rounds=4,
+        pairs=2,
+        results_dir=tmp_path,
     )
     stored = json.loads(Path(summary["path"]).read_text())
     assert stored["recommended_threshold"] >= 0.01
+    assert stored["pairs"] == 2
     assert set(stored["noise"]) == {
         "iforest-100[onnx-native-cpu]-b64-t1",
         "iforest-100[sklearn]-b64-t1",

@@ -72,13 +72,48 @@ def test_two_scalers_in_a_row() -> None:
     assert_forest_parity(pipe.fit(TRAIN), TEST)
 
 
-def test_nan_rows_follow_sklearn_missing_value_routing() -> None:
-    forest = IsolationForest(n_estimators=60, random_state=0).fit(TRAIN)
+def _rows_with_nan() -> np.ndarray:
     X = TEST.copy()
     mask = np.random.default_rng(1).random(X.shape) < 0.2
     X[mask] = np.nan
     X[:5] = np.nan  # whole rows missing
-    assert_forest_parity(forest, X)
+    X[5, 0] = np.inf  # infinities stay themselves next to NaN
+    X[6, 1] = -np.inf
+    return X
+
+
+def test_nan_rows_follow_sklearn_missing_value_routing() -> None:
+    forest = IsolationForest(n_estimators=60, random_state=0).fit(TRAIN)
+    assert_forest_parity(forest, _rows_with_nan())
+
+
+ROUTINGS = [
+    IForestVariant(opset, kind, nan_routing=routing)
+    for opset in (5, 3)
+    for kind in ("double", "float")
+    for routing in ("columns", "kernel")
+]
+
+
+@pytest.mark.parametrize("variant", ROUTINGS, ids=str)
+def test_nan_routing_variants_agree_with_sklearn(variant: IForestVariant) -> None:
+    forest = IsolationForest(n_estimators=40, random_state=0).fit(TRAIN)
+    X = _rows_with_nan()
+    engine = OnnxEngine(iforest_to_onnx(forest, variant=variant), CPU1)
+    np.testing.assert_array_equal(engine.predict(X), forest.predict(X))
+    np.testing.assert_allclose(engine.score_samples(X), forest.score_samples(X), rtol=0, atol=1e-6)
+
+
+def test_columns_routing_leaves_the_kernel_untracked() -> None:
+    """The speed of "columns" comes from ONNX Runtime's no-missing-value fast path."""
+    forest = IsolationForest(n_estimators=40, random_state=0).fit(TRAIN)
+    graph = iforest_to_onnx(forest).graph
+    ensemble = next(n for n in graph.node if n.op_type == "TreeEnsemble")
+    attrs = {a.name: a for a in ensemble.attribute}
+    assert not any(attrs["nodes_missing_value_tracks_true"].ints)
+    n = forest.n_features_in_
+    assert max(attrs["nodes_featureids"].ints) >= n  # some nodes read the NaN -> -inf copy
+    assert [node.op_type for node in graph.node][:3] == ["Cast", "IsNaN", "Where"]
 
 
 def _boundary_rows(forest: IsolationForest, base: np.ndarray) -> np.ndarray:

@@ -21,6 +21,7 @@ from engines.native._preprocess import transform_graph
 __all__ = ["IForestVariant", "iforest_to_onnx"]
 
 Threshold = Literal["float", "double"]
+NanRouting = Literal["columns", "kernel"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -33,6 +34,12 @@ class IForestVariant:
     thresholds: Threshold = "double"
     #: Split the forest into this many ensemble nodes whose sums are added.
     n_parts: int = 1
+    #: How NaN follows scikit-learn's per-node missing-value direction. "kernel": the
+    #: ensemble's nodes_missing_value_tracks_true (ONNX Runtime then checks for NaN at every
+    #: node: measured 15-20% slower on W1). "columns": the input is widened to [X, X with NaN
+    #: -> -inf]; nodes that send NaN left read the second copy (-inf <= t), the others the
+    #: first (NaN <= t is false: right), and the kernel runs its untracked fast path.
+    nan_routing: NanRouting = "columns"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -72,6 +79,25 @@ def _trees(forest: IsolationForest) -> list[_Tree]:
             )
         )
     return trees
+
+
+def _route_nan_by_columns(
+    builder: GraphBuilder, x: str, trees: list[_Tree], n: int, dtype: Any
+) -> tuple[str, list[_Tree]]:
+    """[X, X with NaN -> -inf]; left-routing nodes read column f + n (see IForestVariant)."""
+    rerouted = [
+        dataclasses.replace(
+            t,
+            feature=np.where(t.missing_left & (t.feature >= 0), t.feature + n, t.feature),
+            missing_left=np.zeros_like(t.missing_left),
+        )
+        for t in trees
+    ]
+    if not any(np.any(t.feature >= n) for t in rerouted):
+        return x, rerouted
+    minus_inf = builder.const(-np.inf, dtype, "minus_inf")
+    filled = builder.op("Where", [builder.op("IsNaN", [x]), minus_inf, x])
+    return builder.op("Concat", [x, filled], axis=1), rerouted
 
 
 def _float_thresholds(threshold: npt.NDArray[np.float64]) -> npt.NDArray[np.float32]:
@@ -233,6 +259,8 @@ def iforest_to_onnx(
     # (One training sample: scikit-learn sets the ratio to 1, i.e. the exponent to -1.)
     scale = -1.0 / denominator if denominator != 0 else 0.0
     trees = [dataclasses.replace(t, leaf_value=t.leaf_value * scale) for t in _trees(forest)]
+    if variant.nan_routing == "columns":
+        x, trees = _route_nan_by_columns(builder, x, trees, forest.n_features_in_, tree_dtype)
     parts = np.array_split(np.arange(len(trees)), max(1, min(variant.n_parts, len(trees))))
     sums = []
     for part in parts:

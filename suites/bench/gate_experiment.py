@@ -8,14 +8,17 @@
    candidate's ONNX samples multiplied by 1.10 (scikit-learn, the yardstick, is unchanged).
 3. Three modes: a stored baseline gated on absolute time (any two processes), a stored
    baseline gated on the in-run speed-up against scikit-learn, and adjacent processes gated
-   on time (what ``harness gate --ab`` does: A and B measured moments apart).
+   on time (A and B measured moments apart, but each in a fresh process).
 
 4. And the mode ``harness gate --ab`` uses: two live worker processes (``harness.worker``)
-   pinned to one core, timed alternately in ABBA blocks; trials are windows of
-   ``--window`` rounds from several fresh worker pairs.
+   pinned to one core, timed alternately in ABBA blocks. ``--pairs`` fresh A/A worker pairs
+   are collected (``--rounds`` each, the side started first alternating); a trial spreads
+   ``--window`` rounds over ``--per-trial`` distinct pairs and pools them, like
+   ``harness gate --ab --rounds W --pairs K``.
 
     python suites/bench/gate_experiment.py [--processes 16] [--samples 300] [--trials 400]
-        [--pairs 8] [--rounds 120] [--window 30]
+        [--pairs 24] [--rounds 60] [--window 100] [--per-trial 1 4 10]
+        [--json out.json] [--runs-from out.json]
 """
 
 from __future__ import annotations
@@ -170,7 +173,10 @@ WorkerRuns = list[tuple[dict[str, list[float]], dict[str, list[float]]]]
 
 
 def collect_workers(pairs: int, rounds: int) -> WorkerRuns:
-    """Interleaved samples from ``pairs`` fresh A/A worker pairs (same code on both sides)."""
+    """Interleaved samples from ``pairs`` fresh A/A worker pairs (same code on both sides).
+
+    Like ``harness gate --ab``, the side started first alternates from pair to pair.
+    """
     import tempfile
 
     from harness.ab import ROOT, Worker, interleave
@@ -181,20 +187,21 @@ def collect_workers(pairs: int, rounds: int) -> WorkerRuns:
         for engine in ("onnx-native", "sklearn")
         for batch in (1, 100)
     ]
+    rename = {
+        p.id: f"{'native' if p.engine != 'sklearn' else 'sklearn'}-b{p.batch_size}" for p in points
+    }
     out = []
     with tempfile.TemporaryDirectory() as tmp, open(Path(tmp) / "log", "w") as log:
         for i in range(pairs):
             print(f"collecting: worker pair {i + 1}/{pairs}", flush=True)
-            a, b = Worker(ROOT, points, Path(tmp), log), Worker(ROOT, points, Path(tmp), log)
+            first = Worker(ROOT, points, Path(tmp), log)
+            second = Worker(ROOT, points, Path(tmp), log)
+            a, b = (first, second) if i % 2 == 0 else (second, first)
             try:
                 sa, sb, _ = interleave(a, b, points, rounds)
             finally:
                 a.close()
                 b.close()
-            rename = {
-                p.id: f"{'native' if p.engine != 'sklearn' else 'sklearn'}-b{p.batch_size}"
-                for p in points
-            }
             out.append(
                 ({rename[k]: v for k, v in sa.items()}, {rename[k]: v for k, v in sb.items()})
             )
@@ -206,26 +213,37 @@ def worker_trials(
     *,
     n_trials: int,
     window: int,
+    per_trial: int,
     slowdown: float,
     threshold: float,
     alpha: float,
     metric: Metric,
     seed: int,
 ) -> dict[str, Any]:
-    """Gate random windows of ``window`` ABBA rounds (2 samples a side per round)."""
+    """Gate trials of ``window`` ABBA rounds (2 samples a side per round) spread over
+    ``per_trial`` distinct worker pairs (``harness gate --ab --pairs``), pooled."""
     rng = np.random.default_rng(seed)
     tally = Tally(threshold=threshold, alpha=alpha, metric=metric)
+    rounds_each = -(-window // per_trial)
     for _ in range(n_trials):
-        sa, sb = pairs[int(rng.integers(len(pairs)))]
-        total = len(next(iter(sa.values())))
-        start = int(rng.integers(0, total - 2 * window + 1)) // 2 * 2
-        cut = slice(start, start + 2 * window)
-        a = {k: np.asarray(v[cut]) for k, v in sa.items()}
-        b = {
-            k: np.asarray(v[cut]) * (1.0 if k.startswith("sklearn") else slowdown)
-            for k, v in sb.items()
-        }
-        tally.add(a, b, paired=True)
+        a: dict[str, list[float]] = {}
+        b: dict[str, list[float]] = {}
+        for i in rng.choice(len(pairs), size=per_trial, replace=False):
+            sa, sb = pairs[int(i)]
+            total = len(next(iter(sa.values())))
+            start = int(rng.integers(0, total - 2 * rounds_each + 1)) // 2 * 2
+            cut = slice(start, start + 2 * rounds_each)
+            for k in sa:
+                a.setdefault(k, []).extend(sa[k][cut])
+                b.setdefault(k, []).extend(sb[k][cut])
+        tally.add(
+            {k: np.asarray(v) for k, v in a.items()},
+            {
+                k: np.asarray(v) * (1.0 if k.startswith("sklearn") else slowdown)
+                for k, v in b.items()
+            },
+            paired=True,
+        )
     return tally.summary()
 
 
@@ -239,10 +257,17 @@ def main() -> None:
     parser.add_argument("--n", type=int, default=60, help="samples per side in each trial")
     parser.add_argument("--threshold", type=float, default=0.05)
     parser.add_argument("--alpha", type=float, default=0.01)
-    parser.add_argument("--pairs", type=int, default=8, help="fresh A/A worker pairs")
-    parser.add_argument("--rounds", type=int, default=120, help="ABBA rounds per worker pair")
+    parser.add_argument("--pairs", type=int, default=24, help="fresh A/A worker pairs")
+    parser.add_argument("--rounds", type=int, default=60, help="ABBA rounds per worker pair")
     parser.add_argument(
-        "--window", type=int, default=60, help="rounds per trial (the --ab default)"
+        "--window", type=int, default=100, help="rounds per trial (the --ab default)"
+    )
+    parser.add_argument(
+        "--per-trial",
+        type=int,
+        nargs="+",
+        default=[1, 4, 10],
+        help="worker pairs a trial's rounds are spread over (--ab --pairs)",
     )
     parser.add_argument("--runs-from", help="reuse the timings saved by an earlier --json")
     parser.add_argument("--json", help="write the timings and the numbers here")
@@ -286,24 +311,31 @@ def main() -> None:
     )
     saved = json.loads(Path(args.runs_from).read_text()) if args.runs_from else {}
     worker_runs: WorkerRuns = saved.get("worker_runs") or collect_workers(args.pairs, args.rounds)
-    for metric in ("median", "speedup"):
-        mode = (
-            f"--ab workers (one core, ABBA, paired), {'time' if metric == 'median' else 'speed-up'}"
-        )
-        common = {
-            "n_trials": args.trials,
-            "window": args.window,
-            "threshold": args.threshold,
-            "alpha": args.alpha,
-            "metric": metric,
-        }
-        aa = worker_trials(worker_runs, slowdown=1.0, seed=3, **common)
-        injected = worker_trials(worker_runs, slowdown=1.10, seed=4, **common)
-        table[mode] = {"aa": aa, "injected": injected}
-        print(
-            f"| {mode} | {1 - aa['trial_rate']:.1%} | {injected['benchmark_rate']:.1%} | "
-            f"{aa['gate_seconds_median'] * 1e3:.0f} ms |"
-        )
+    collected = len(next(iter(worker_runs[0][0].values()))) // 2
+    for per_trial in args.per_trial:
+        if -(-args.window // per_trial) > collected or per_trial > len(worker_runs):
+            print(f"(skipped {per_trial} pair(s): the pairs hold {collected} rounds each)")
+            continue
+        for metric in ("median", "speedup"):
+            what = "time" if metric == "median" else "speed-up"
+            mode = (
+                f"--ab, {per_trial} worker pair(s) x {-(-args.window // per_trial)} rounds, {what}"
+            )
+            common = {
+                "n_trials": args.trials,
+                "window": args.window,
+                "per_trial": per_trial,
+                "threshold": args.threshold,
+                "alpha": args.alpha,
+                "metric": metric,
+            }
+            aa = worker_trials(worker_runs, slowdown=1.0, seed=3, **common)
+            injected = worker_trials(worker_runs, slowdown=1.10, seed=4, **common)
+            table[mode] = {"aa": aa, "injected": injected}
+            print(
+                f"| {mode} | {1 - aa['trial_rate']:.1%} | {injected['benchmark_rate']:.1%} | "
+                f"{aa['gate_seconds_median'] * 1e3:.0f} ms |"
+            )
     if args.json:
         payload = {
             "modes": table,

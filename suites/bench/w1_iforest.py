@@ -164,6 +164,7 @@ def main() -> None:
             "native-v3-double": (IForestVariant(3, "double"), ONE_THREAD),
             "native-v3-float": (IForestVariant(3, "float"), ONE_THREAD),
             "native-4-parts": (IForestVariant(5, "double", 4), ONE_THREAD),
+            "native-nan-tracked-in-kernel": (IForestVariant(nan_routing="kernel"), ONE_THREAD),
             "native-no-graph-opt": (
                 IForestVariant(),
                 ONE_THREAD.replace(graph_optimization="disable"),
