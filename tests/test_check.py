@@ -71,15 +71,10 @@ def wrong_offset(model: onnx.ModelProto, forest: IsolationForest, rows: np.ndarr
 
 
 def drop_nan_routing(model: onnx.ModelProto, forest: IsolationForest, rows: np.ndarray) -> None:
-    """Missing values always take the false branch, ignoring scikit-learn's routing.
-
-    The native forest routes NaN left by reading the input's NaN -> -inf copy (columns
-    n_features and up); pointing those nodes back at the raw columns drops the routing.
-    """
-    features = _attr(_node(model, "TreeEnsemble"), "nodes_featureids")
-    n = forest.n_features_in_
-    assert max(features.ints) >= n
-    features.ints[:] = [f - n if f >= n else f for f in features.ints]
+    """Missing values always take the false branch, ignoring scikit-learn's routing."""
+    tracks = _attr(_node(model, "TreeEnsemble"), "nodes_missing_value_tracks_true")
+    assert any(tracks.ints)
+    tracks.ints[:] = [0] * len(tracks.ints)
 
 
 FAULTS: dict[str, Callable[[onnx.ModelProto, IsolationForest, np.ndarray], None]] = {

@@ -107,7 +107,7 @@ def test_nan_routing_variants_agree_with_sklearn(variant: IForestVariant) -> Non
 def test_columns_routing_leaves_the_kernel_untracked() -> None:
     """The speed of "columns" comes from ONNX Runtime's no-missing-value fast path."""
     forest = IsolationForest(n_estimators=40, random_state=0).fit(TRAIN)
-    graph = iforest_to_onnx(forest).graph
+    graph = iforest_to_onnx(forest, variant=IForestVariant(nan_routing="columns")).graph
     ensemble = next(n for n in graph.node if n.op_type == "TreeEnsemble")
     attrs = {a.name: a for a in ensemble.attribute}
     assert not any(attrs["nodes_missing_value_tracks_true"].ints)

@@ -165,7 +165,7 @@ def trials(
 MODES: dict[str, tuple[Metric, bool]] = {
     "stored baseline, time": ("median", False),
     "stored baseline, speed-up vs scikit-learn": ("speedup", False),
-    "--ab (adjacent runs), time": ("median", True),
+    "separate processes, adjacent in time": ("median", True),
 }
 
 
