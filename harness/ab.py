@@ -25,7 +25,7 @@ import tempfile
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, Literal
 
 import numpy as np
 
@@ -213,14 +213,10 @@ def run_pairs(
     return ABSamples(a_all, b_all, skipped, first, pairs, per_pair)
 
 
-def _result(
-    samples: dict[str, list[float]],
-    points: Sequence[BenchPoint],
-    worker: Worker,
-    label: str,
-    skipped: list[dict[str, str]],
-    ab: ABSamples,
-) -> ResultFile:
+def _result(ab: ABSamples, side: Literal["A", "B"], points: Sequence[BenchPoint]) -> ResultFile:
+    """One side of an A/B run as a result file (paired with the other side's)."""
+    samples = ab.a if side == "A" else ab.b
+    worker = ab.workers[0] if side == "A" else ab.workers[1]
     rows = []
     for point in points:
         data = samples.get(point.id)
@@ -263,12 +259,12 @@ def _result(
         "git": worker.git,
         "provider": "cpu",
         "profile": "ab",
-        "skipped": skipped,
+        "skipped": ab.skipped,
         "paired": True,
         "worker_pairs": ab.pairs,
         "rounds_per_pair": ab.rounds_per_pair,
     }
-    return ResultFile(Path(f"{label}.json"), {"benchmarks": rows, "harness": harness})
+    return ResultFile(Path(f"{side}.json"), {"benchmarks": rows, "harness": harness})
 
 
 def _git(*args: str) -> str:
@@ -310,8 +306,8 @@ def ab_gate(
         finally:
             _git("worktree", "remove", "--force", str(tree_a))
         results = (
-            _result(ab.a, points, ab.workers[0], "A", ab.skipped, ab),
-            _result(ab.b, points, ab.workers[1], "B", ab.skipped, ab),
+            _result(ab, "A", points),
+            _result(ab, "B", points),
         )
     report = gate([results[0]], [results[1]], **gate_options)
     return report, time.perf_counter() - start, results
@@ -352,8 +348,8 @@ def calibrate(
                 what=f"harness calibrate: A/A run {i + 1}/{runs}",
             )
             report = gate(
-                [_result(ab.a, points, ab.workers[0], "A", ab.skipped, ab)],
-                [_result(ab.b, points, ab.workers[1], "B", ab.skipped, ab)],
+                [_result(ab, "A", points)],
+                [_result(ab, "B", points)],
                 threshold=0.01,
                 alpha=alpha,
             )

@@ -247,6 +247,13 @@ def worker_trials(
     return tally.summary()
 
 
+def _print_row(mode: str, aa: dict[str, Any], injected: dict[str, Any]) -> None:
+    print(
+        f"| {mode} | {1 - aa['trial_rate']:.1%} | {injected['benchmark_rate']:.1%} | "
+        f"{aa['gate_seconds_median'] * 1e3:.0f} ms |"
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--processes", type=int, default=16)
@@ -300,10 +307,7 @@ def main() -> None:
         aa = trials(runs, slowdown=1.0, seed=1, **common)
         injected = trials(runs, slowdown=1.10, seed=2, **common)
         table[mode] = {"aa": aa, "injected": injected}
-        print(
-            f"| {mode} | {1 - aa['trial_rate']:.1%} | {injected['benchmark_rate']:.1%} | "
-            f"{aa['gate_seconds_median'] * 1e3:.0f} ms |"
-        )
+        _print_row(mode, aa, injected)
     print(
         f"\n({args.trials} trials per cell, {args.n} samples a side, threshold "
         f"{args.threshold:.0%}, alpha {args.alpha} with Holm, 2000 bootstrap resamples; "
@@ -314,7 +318,10 @@ def main() -> None:
     collected = len(next(iter(worker_runs[0][0].values()))) // 2
     for per_trial in args.per_trial:
         if -(-args.window // per_trial) > collected or per_trial > len(worker_runs):
-            print(f"(skipped {per_trial} pair(s): the pairs hold {collected} rounds each)")
+            print(
+                f"(skipped {per_trial} pair(s): {len(worker_runs)} pairs of {collected} rounds "
+                f"cannot give {args.window} rounds)"
+            )
             continue
         for metric in ("median", "speedup"):
             what = "time" if metric == "median" else "speed-up"
@@ -332,10 +339,7 @@ def main() -> None:
             aa = worker_trials(worker_runs, slowdown=1.0, seed=3, **common)
             injected = worker_trials(worker_runs, slowdown=1.10, seed=4, **common)
             table[mode] = {"aa": aa, "injected": injected}
-            print(
-                f"| {mode} | {1 - aa['trial_rate']:.1%} | {injected['benchmark_rate']:.1%} | "
-                f"{aa['gate_seconds_median'] * 1e3:.0f} ms |"
-            )
+            _print_row(mode, aa, injected)
     if args.json:
         payload = {
             "modes": table,
