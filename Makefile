@@ -10,7 +10,7 @@ STAMP := $(VENV)/.installed
 $(STAMP): pyproject.toml constraints/cpu.txt
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -c constraints/cpu.txt -e ".[cpu,torch,test,dev]"
+	$(BIN)/python -m pip install --quiet -c constraints/cpu.txt -e ".[cpu,torch,pyod,boost,parquet,test,dev]"
 	touch $(STAMP)
 
 run: $(STAMP)

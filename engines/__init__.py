@@ -9,7 +9,7 @@ Example:
 from engines._version import __version__
 from engines.base import METHODS, Engine, Metrics
 from engines.config import PROVIDER_ALIASES, EngineConfig
-from engines.detectors import PCAReconstructionDetector
+from engines.detectors import PCAReconstructionDetector, SupervisedScorer
 from engines.errors import (
     EngineError,
     ExportValidationError,
@@ -69,6 +69,7 @@ __all__ = [
     "ProviderUnavailableError",
     "QuantizeReport",
     "SklearnEngine",
+    "SupervisedScorer",
     "Tolerance",
     "UnsupportedModelError",
     "ValidationSummary",

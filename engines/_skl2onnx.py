@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 from typing import Any
 
 import numpy as np
@@ -13,7 +14,9 @@ from engines.errors import UnsupportedModelError
 
 __all__ = ["SKL2ONNX_OPSET", "skl2onnx_to_onnx"]
 
-#: skl2onnx needs both opsets pinned for IsolationForest (an int or nothing fails).
+#: skl2onnx needs both opsets pinned for IsolationForest (an int or nothing fails); its
+#: GaussianMixture converter fails on that dict with float64 input ("'<' not supported between
+#: 'dict' and 'int'"), so every other estimator gets the int (skl2onnx picks ai.onnx.ml).
 SKL2ONNX_OPSET: dict[str, int] = {"": 17, "ai.onnx.ml": 3}
 
 
@@ -27,14 +30,16 @@ def skl2onnx_to_onnx(model: Any, *, n_features: int, dtype: Any) -> onnx.ModelPr
     from skl2onnx.common.data_types import DoubleTensorType, FloatTensorType
 
     final = _final(model)
+    _refuse_known_failures(final, np.dtype(dtype))
     is_mixture = hasattr(final, "n_components") and hasattr(final, "means_")
+    is_forest = type(final).__name__ == "IsolationForest"
     tensor_type = FloatTensorType if np.dtype(dtype) == np.float32 else DoubleTensorType
     options = {id(final): {"score_samples": True}} if is_mixture else None
     try:
         proto = to_onnx(
-            model,
+            _without_unused_p(model),
             initial_types=[("X", tensor_type([None, n_features]))],
-            target_opset=SKL2ONNX_OPSET,
+            target_opset=SKL2ONNX_OPSET if is_forest else SKL2ONNX_OPSET[""],
             options=options,
         )
     except Exception as exc:  # skl2onnx raises many types: report the estimator and its words
@@ -55,6 +60,34 @@ def skl2onnx_to_onnx(model: Any, *, n_features: int, dtype: Any) -> onnx.ModelPr
             f"has {list(outputs)}"
         )
     return _rewire(proto, wiring, getattr(final, "offset_", None))
+
+
+def _refuse_known_failures(final: Any, dtype: np.dtype[Any]) -> None:
+    """Refuse, saying why, what skl2onnx would fail on or onnxruntime could not load."""
+    name = type(final).__name__
+    if dtype == np.float64 and name in ("IsolationForest", "OneClassSVM"):
+        kernel = "TreeEnsembleRegressor" if name == "IsolationForest" else "SVMRegressor"
+        raise UnsupportedModelError(
+            f"skl2onnx cannot convert {name} (float64 input): its {kernel} graph is for "
+            "float32 input only (onnxruntime has no float64 form of it); use exporter='native' "
+            "or 'auto' (a float64 graph), or dtype='float32'"
+        )
+
+
+def _without_unused_p(model: Any) -> Any:
+    """A LocalOutlierFactor whose minkowski p became another metric (p=1: manhattan) keeps its
+    p, which skl2onnx then hands to that metric's graph and fails ("Argument 'p' not valid for
+    'Transpose'"): convert a copy with p=2, which no metric but minkowski reads."""
+    final = _final(model)
+    if type(final).__name__ != "LocalOutlierFactor" or final.p == 2:
+        return model
+    if getattr(final, "effective_metric_", "minkowski") == "minkowski":
+        return model
+    twin = copy.copy(final)
+    twin.p = 2
+    if isinstance(model, Pipeline):
+        return Pipeline([*model.steps[:-1], (model.steps[-1][0], twin)])
+    return twin
 
 
 def _rewire(proto: onnx.ModelProto, wiring: dict[str, str], offset: Any) -> onnx.ModelProto:

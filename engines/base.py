@@ -25,14 +25,31 @@ class Metrics:
 
 
 class Engine(abc.ABC):
-    """An anomaly detector ready to answer, with scikit-learn's conventions.
+    """An anomaly detector ready to answer, in the conventions of the model it serves.
 
-    ``predict`` gives int64 -1 (anomaly) / 1 (normal); ``score_samples`` is higher for more
-    normal rows; ``decision_function`` is ``score_samples - offset`` and negative for anomalies.
+    ``convention`` says which answers an engine gives; it is the model's, never the engine's
+    choice, so every engine serving one model (scikit-learn, ONNX, a fallback pair) answers
+    in the same one:
+
+    * ``"sklearn"`` (scikit-learn's detectors, this project's exports): ``predict`` gives int64
+      -1 (anomaly) / 1 (normal); ``score_samples`` is higher for more normal rows;
+      ``decision_function`` is ``score_samples - offset`` and negative for anomalies.
+    * ``"pyod"`` (PyOD's detectors and their exports): ``predict`` gives int64 1 (outlier) /
+      0 (inlier), 1 exactly where ``decision_function > threshold`` (PyOD's ``threshold_``);
+      ``decision_function`` is PyOD's raw anomaly score, higher for more abnormal rows.
+      ``score_samples`` is not answered (MethodUnavailableError, absent from ``methods``):
+      PyOD has no normality score, and inventing one (``-decision_function``) would look like
+      scikit-learn's while meaning something else (no offset relates it to the labels).
+
+    Counting anomalies is ``(predict(X) == -1).sum()`` under "sklearn" and
+    ``(predict(X) == 1).sum()`` under "pyod": check ``engine.convention`` before comparing
+    labels across engines.
     """
 
     #: Short engine kind, e.g. "onnx" or "sklearn".
     kind: str = "engine"
+    #: "sklearn" or "pyod" (see the class docstring).
+    convention: str = "sklearn"
     #: (start, end, n_rows) of the last call, in perf_counter seconds: stored raw on the hot path,
     #: turned into Metrics only when asked for.
     _timing: tuple[float, float, int] | None = None
@@ -58,7 +75,7 @@ class Engine(abc.ABC):
 
     @abc.abstractmethod
     def predict(self, X: Any) -> npt.NDArray[np.int64]:
-        """Labels: -1 anomaly, 1 normal."""
+        """Labels: -1 anomaly, 1 normal ("pyod": 1 outlier, 0 inlier)."""
 
     @abc.abstractmethod
     def score_samples(self, X: Any) -> npt.NDArray[np.floating[Any]]:
@@ -66,7 +83,7 @@ class Engine(abc.ABC):
 
     @abc.abstractmethod
     def decision_function(self, X: Any) -> npt.NDArray[np.floating[Any]]:
-        """score_samples - offset: negative means anomaly."""
+        """score_samples - offset: negative means anomaly ("pyod": higher = more abnormal)."""
 
     @abc.abstractmethod
     def info(self) -> dict[str, Any]:

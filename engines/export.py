@@ -22,6 +22,16 @@ from engines.config import EngineConfig
 from engines.errors import ExportValidationError, InputError, UnsupportedModelError
 from engines.metadata import ACCEPTS_INF_KEY, ACCEPTS_NAN_KEY, OFFSET_KEY, write_metadata
 from engines.native import native_supported, native_to_onnx
+from engines.native.pyod import (
+    PYOD_EXPORTABLE,
+    check_pyod_exportable,
+    is_pyod_detector,
+    pyod_cloud,
+    pyod_metadata,
+    pyod_to_onnx,
+    pyod_tolerance,
+    pyod_width,
+)
 from engines.tolerance import Comparison, Tolerance, compare_outputs
 
 __all__ = [
@@ -33,7 +43,7 @@ __all__ = [
     "validation_rows",
 ]
 
-Exporter = Literal["auto", "native", "skl2onnx", "torch"]
+Exporter = Literal["auto", "native", "skl2onnx", "torch", "onnxmltools"]
 
 #: Final estimators `export` knows, by class name (scalers may stand in front in a Pipeline).
 EXPORTABLE: tuple[str, ...] = (
@@ -46,6 +56,9 @@ EXPORTABLE: tuple[str, ...] = (
     "EllipticEnvelope",
     "PCAReconstructionDetector",
     "AutoencoderDetector",
+    "SupervisedScorer",
+    # PyOD's detectors (engines.native.pyod) by qualified name: PyOD's PCA is not sklearn's.
+    *(f"pyod.{name}" for name in PYOD_EXPORTABLE),
 )
 
 
@@ -84,7 +97,11 @@ def default_tolerance(final: Any, exporter: str) -> Tolerance:
     name = type(final).__name__
     if exporter == "torch":
         return Tolerance(label_agreement=0.999, rtol=1e-4, atol=1e-6)
+    if exporter == "onnxmltools":  # margins summed in float32 (XGBoost) or float64 (LightGBM)
+        return Tolerance(label_agreement=0.999, rtol=1e-4, atol=1e-5)
     if exporter == "native":
+        if is_pyod_detector(final):
+            return pyod_tolerance(final)
         if name == "IsolationForest":
             return Tolerance(label_agreement=1.0, rtol=0.0, atol=1e-6)
         return Tolerance(label_agreement=0.999, rtol=1e-4, atol=1e-5)
@@ -98,6 +115,8 @@ def _final(model: Any) -> Any:
 
 def _check_exportable(model: Any) -> Any:
     final = _final(model)
+    if is_pyod_detector(final):  # PyOD's own rules: engines.native.pyod
+        return check_pyod_exportable(model)
     name = type(final).__name__
     if name == "LocalOutlierFactor" and not getattr(final, "novelty", False):
         raise UnsupportedModelError(
@@ -116,10 +135,29 @@ def _check_exportable(model: Any) -> Any:
 
 
 def _choose_exporter(model: Any, exporter: str) -> str:
-    if exporter not in ("auto", "native", "skl2onnx", "torch"):
+    if exporter not in ("auto", "native", "skl2onnx", "torch", "onnxmltools"):
         raise ValueError(
-            f"exporter must be 'auto', 'native', 'skl2onnx' or 'torch', got {exporter!r}"
+            "exporter must be 'auto', 'native', 'skl2onnx', 'torch' or 'onnxmltools', got "
+            f"{exporter!r}"
         )
+    if is_pyod_detector(model):  # PyOD's detectors have native graphs only
+        if exporter not in ("auto", "native"):
+            raise UnsupportedModelError(
+                f"exporter={exporter!r} does not apply to PyOD's {type(_final(model)).__name__}: "
+                "PyOD detectors are exported by exporter='native' (or 'auto')"
+            )
+        return "native"
+    is_scorer = type(_final(model)).__name__ == "SupervisedScorer"
+    if is_scorer and isinstance(model, Pipeline):
+        raise UnsupportedModelError("SupervisedScorer is exported on its own, not in a Pipeline")
+    if is_scorer != (exporter == "onnxmltools") and exporter != "auto":
+        raise UnsupportedModelError(
+            f"exporter={exporter!r} does not apply to {type(_final(model)).__name__}: "
+            "a SupervisedScorer's classifier (LightGBM, XGBoost) is converted by onnxmltools "
+            "(exporter='onnxmltools' or 'auto'), and onnxmltools exports nothing else here"
+        )
+    if is_scorer:
+        return "onnxmltools"
     is_torch = type(_final(model)).__name__ == "AutoencoderDetector"
     if is_torch and isinstance(model, Pipeline):
         raise UnsupportedModelError("AutoencoderDetector is exported on its own, not in a Pipeline")
@@ -232,6 +270,12 @@ def validation_rows(
 
 
 def _fitted_cloud(final: Any, n_features: int) -> tuple[npt.NDArray[Any], npt.NDArray[Any]]:
+    if is_pyod_detector(final):
+        return pyod_cloud(final, n_features)
+    if type(final).__name__ == "SupervisedScorer":  # around the trees' split thresholds
+        from engines._onnxmltools import threshold_cloud
+
+        return threshold_cloud(final, n_features)
     for attr in ("_fit_X", "support_vectors_", "training_data_"):
         data = getattr(final, attr, None)
         if data is not None and len(data) > 1:
@@ -304,6 +348,23 @@ def validate_export(
     )
 
 
+def _check_loads(proto: onnx.ModelProto, exporter: str, final: Any) -> None:
+    """Refuse an export onnxruntime cannot load (never write an unloadable file)."""
+    import onnxruntime
+
+    options = onnxruntime.SessionOptions()
+    options.graph_optimization_level = onnxruntime.GraphOptimizationLevel.ORT_DISABLE_ALL
+    try:
+        onnxruntime.InferenceSession(
+            proto.SerializeToString(), options, providers=["CPUExecutionProvider"]
+        )
+    except Exception as exc:  # onnxruntime raises its own Fail / NotImplemented / InvalidGraph
+        raise UnsupportedModelError(
+            f"the {exporter} export of {type(final).__name__} cannot be loaded by onnxruntime "
+            f"{onnxruntime.__version__}, so it is not written: {exc}"
+        ) from exc
+
+
 def export(
     model: Any,
     n_features: int | None = None,
@@ -318,7 +379,9 @@ def export(
 ) -> ExportReport:
     """Export a fitted anomaly detector to ONNX: outputs label, decision_function, score_samples.
 
-    ``exporter="auto"`` uses the native exporter where one exists, else skl2onnx. With
+    ``exporter="auto"`` uses the native exporter where one exists (and supports the model's
+    settings, e.g. LocalOutlierFactor's metric), else skl2onnx; a SupervisedScorer goes to
+    onnxmltools, an AutoencoderDetector to torch. With
     ``validate=True`` the ONNX model is run against the estimator on ``validation_data`` (or
     rows sampled around the fitted data, 10% far out) and ExportValidationError is raised with
     the numbers if it disagrees beyond ``tolerance``; the summary is stored in the metadata.
@@ -329,9 +392,10 @@ def export(
         1.0
     """
     final = _check_exportable(model)
-    width = int(n_features if n_features is not None else final.n_features_in_)
-    if width != final.n_features_in_:
-        raise ValueError(f"n_features={width} but the model was fitted on {final.n_features_in_}")
+    fitted_width = pyod_width(final) if is_pyod_detector(final) else final.n_features_in_
+    width = int(n_features if n_features is not None else fitted_width)
+    if width != fitted_width:
+        raise ValueError(f"n_features={width} but the model was fitted on {fitted_width}")
     np_dtype = np.dtype(dtype)
     if np_dtype not in (np.float32, np.float64):
         raise ValueError(f"dtype must be float32 or float64, got {np_dtype}")
@@ -346,14 +410,26 @@ def export(
         proto = export_torch(
             final.module_, example, validate=False, offset=float(final.offset_)
         ).model
+    elif chosen == "native" and is_pyod_detector(final):
+        proto = pyod_to_onnx(model, dtype=np_dtype)
     elif chosen == "native":
         proto = native_to_onnx(model, dtype=np_dtype)
+    elif chosen == "onnxmltools":
+        from engines._onnxmltools import scorer_to_onnx
+
+        proto = scorer_to_onnx(final, dtype=np_dtype)
     else:
         from engines._skl2onnx import skl2onnx_to_onnx
 
         proto = skl2onnx_to_onnx(model, n_features=width, dtype=np_dtype)
     seconds = time.perf_counter() - start
     meta = _metadata(model, width, np_dtype, chosen)
+    if is_pyod_detector(final):  # PyOD's convention and threshold_, no scikit-learn offset
+        meta = pyod_metadata(final, meta)
+    if chosen == "onnxmltools":
+        from engines._onnxmltools import scorer_metadata
+
+        meta.update(scorer_metadata(final))
     meta.update(metadata or {})
     summary = None
     if validate:
@@ -386,6 +462,8 @@ def export(
                 summary={"max_abs_err": summary.max_abs_err, "max_rel_err": summary.max_rel_err},
             )
         meta["validation"] = json.loads(json.dumps(summary.as_dict()))
+    else:
+        _check_loads(proto, chosen, final)
     write_metadata(proto, meta)
     payload = proto.SerializeToString()
     out_path = None if path is None else atomic_write_bytes(path, payload)

@@ -24,6 +24,8 @@ def create_engine(
     config: EngineConfig | None = None,
     *,
     fallback: Any = None,
+    offset: float | None = None,
+    score_kind: str | None = None,
 ) -> Engine:
     """Build the right engine for ``model``.
 
@@ -31,7 +33,11 @@ def create_engine(
     an ``.skops`` path (SklearnEngine). With ``fallback`` (an estimator, engine or ``.skops``
     path) the result is a FallbackEngine that answers from scikit-learn if the ONNX model fails.
     ``config`` defaults to ``EngineConfig.from_env()``; with ``engine="sklearn"`` the
-    scikit-learn model (``model`` or ``fallback``) answers directly.
+    scikit-learn model (``model`` or ``fallback``) answers directly. ``offset`` and
+    ``score_kind`` go to OnnxEngine (see there): pass ``offset=reference.offset_`` so a plain
+    skl2onnx graph also answers score_samples. A PyOD detector (and its export) is served in
+    PyOD's convention (``engine.convention == "pyod"``: predict 1 = outlier); a fallback whose
+    convention differs from the ONNX model's is refused (ModelLoadError).
 
     Example:
         >>> engine = create_engine("model.onnx", EngineConfig(provider="cpu", intra_op_threads=1))
@@ -53,8 +59,10 @@ def create_engine(
     if not _is_onnx_source(model):
         return _sklearn_engine(model, config)
     if reference is None:
-        return OnnxEngine(model, config)
-    return FallbackEngine(lambda: OnnxEngine(model, config), reference)
+        return OnnxEngine(model, config, offset=offset, score_kind=score_kind)
+    return FallbackEngine(
+        lambda: OnnxEngine(model, config, offset=offset, score_kind=score_kind), reference
+    )
 
 
 def _is_onnx_source(model: Any) -> bool:

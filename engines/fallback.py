@@ -29,7 +29,10 @@ class FallbackEngine(Engine):
     """Primary engine (usually ONNX) with a scikit-learn engine behind it.
 
     If the primary fails to load, or fails to run, the fallback answers, a FallbackWarning is
-    emitted once, and ``info()`` reports ``is_fallback`` and why.
+    emitted once, and ``info()`` reports ``is_fallback`` and why. Falling back never changes
+    the answers' convention (``Engine.convention``): a primary and a fallback that answer in
+    different conventions (a PyOD export behind a scikit-learn estimator, say) are refused
+    with ModelLoadError when the primary loads; ``convention`` is the fallback's.
 
     Example:
         >>> engine = FallbackEngine(lambda: OnnxEngine("m.onnx"), SklearnEngine(est))
@@ -47,8 +50,19 @@ class FallbackEngine(Engine):
             self.primary = primary if isinstance(primary, Engine) else primary()
         except _RECOVERABLE as exc:
             self._switch(f"primary engine failed to load: {exc}")
+        self.convention = fallback.convention
         if self.primary is not None:
             self._check_widths(self.primary, fallback)
+            self._check_conventions(self.primary, fallback)
+
+    @staticmethod
+    def _check_conventions(primary: Engine, fallback: Engine) -> None:
+        if primary.convention != fallback.convention:
+            raise ModelLoadError(
+                f"the primary model answers in the {primary.convention!r} convention but the "
+                f"fallback in {fallback.convention!r} (labels and scores mean different things): "
+                "they are not the same detector"
+            )
 
     @staticmethod
     def _check_widths(primary: Engine, fallback: Engine) -> None:
@@ -113,6 +127,7 @@ class FallbackEngine(Engine):
         # A provider fallback inside the primary (CUDA asked, CPU ran) is a fallback too.
         info.update(
             engine=self.kind,
+            convention=self.convention,
             answering_engine=self.active.kind,
             primary=None if self.primary is None else self.primary.info(),
             is_fallback=self.is_fallback or bool(info.get("is_fallback")),

@@ -14,8 +14,11 @@ from engines.errors import ModelLoadError
 __all__ = [
     "ACCEPTS_INF_KEY",
     "ACCEPTS_NAN_KEY",
+    "CONVENTIONS",
+    "LABEL_CONVENTION_KEY",
     "OFFSET_KEY",
     "SCORE_KIND_KEY",
+    "THRESHOLD_KEY",
     "decode_metadata",
     "read_metadata",
     "write_metadata",
@@ -30,6 +33,14 @@ ACCEPTS_INF_KEY = "accepts_inf"
 #: What a model's single score output means when its name does not say it
 #: ("decision_function", "score_samples" or "reconstruction_error").
 SCORE_KIND_KEY = "score_kind"
+#: Which answers a model gives (see engines.base.Engine): "sklearn" (label -1 anomaly / 1 normal,
+#: scores higher = more normal; the default when absent) or "pyod" (label 1 outlier / 0 inlier,
+#: decision_function higher = more abnormal, no score_samples). Other values are refused at load.
+LABEL_CONVENTION_KEY = "label_convention"
+#: The conventions engines serve, values of LABEL_CONVENTION_KEY.
+CONVENTIONS: tuple[str, ...] = ("sklearn", "pyod")
+#: Under the "pyod" convention: PyOD's ``threshold_``, label 1 where decision_function > it.
+THRESHOLD_KEY = "threshold"
 
 
 def decode_metadata(raw: Mapping[str, str]) -> dict[str, Any]:

@@ -17,6 +17,16 @@ from google.protobuf.message import DecodeError
 from onnx import external_data_helper
 
 from engines._inputs import as_batch
+from engines._outputs import (
+    SCORE_KINDS,
+    GraphOutput,
+    finite_offset,
+    label_reader,
+    plan_for,
+    pyod_plan_for,
+    read_graph,
+    rows_of,
+)
 from engines.base import METHODS, Engine
 from engines.config import EngineConfig
 from engines.errors import (
@@ -31,25 +41,18 @@ from engines.metadata import (
     ACCEPTS_INF_KEY,
     ACCEPTS_NAN_KEY,
     OFFSET_KEY,
-    SCORE_KIND_KEY,
+    THRESHOLD_KEY,
     decode_metadata,
 )
 from engines.providers import diagnose_provider
 
-__all__ = ["ModelSource", "OnnxEngine"]
+__all__ = ["SCORE_KINDS", "ModelSource", "OnnxEngine"]
 
 ModelSource = str | os.PathLike[str] | bytes | onnx.ModelProto
 
 _ORT_DTYPES: dict[str, np.dtype[Any]] = {
     "tensor(float)": np.dtype(np.float32),
     "tensor(double)": np.dtype(np.float64),
-}
-# Output names mapped to what they mean, for every exporter this project knows.
-_SCORE_NAMES = {
-    "decision_function": "decision_function",
-    "scores": "decision_function",  # skl2onnx: decision_function for IsolationForest/OCSVM/LOF
-    "score_samples": "score_samples",
-    "reconstruction_error": "reconstruction_error",
 }
 _GRAPH_OPT = {
     "disable": ort.GraphOptimizationLevel.ORT_DISABLE_ALL,
@@ -62,23 +65,56 @@ _GRAPH_OPT = {
 class OnnxEngine(Engine):
     """Anomaly detector served by onnxruntime.
 
+    Any detector graph with one 2-D float input loads: this project's exports, skl2onnx and
+    onnxmltools conversions (outputs ``label`` and ``scores``, plus ``score_samples`` with the
+    ``{'score_samples': True}`` option), torch.onnx exports with one per-row output. Outputs are
+    read by name: ``label`` (-1 anomaly / 1 normal), ``scores`` or ``decision_function``,
+    ``score_samples``, ``reconstruction_error`` (higher = more abnormal). A graph whose only
+    output has another name is read as an anomaly score (higher = more abnormal) unless
+    ``score_kind`` (argument or metadata) says what it is. ``offset``
+    (``decision_function = score_samples - offset``, e.g. ``reference.offset_``) overrides the
+    metadata's and lets one score derive the other; ``methods`` lists what can be answered.
+
+    A graph whose metadata says ``label_convention: "pyod"`` (``engines.export`` of a PyOD
+    detector) answers in PyOD's convention (``convention == "pyod"``, see ``Engine``): label
+    1 outlier / 0 inlier (or ``decision_function > threshold`` from the metadata's
+    ``threshold``), decision_function higher = more abnormal, no score_samples.
+
+    Classifiers, clusterers, regressors and transformers are refused at load with
+    UnsupportedModelError saying what was found; so is, at run time, an output that does not
+    give one value per row or a label outside {-1, 1}.
+
     Example:
         >>> engine = OnnxEngine("model.onnx", EngineConfig(provider="cpu", intra_op_threads=1))
         ... # doctest: +SKIP
         >>> engine.predict(X)  # doctest: +SKIP
         array([ 1, -1,  1])
+        >>> plain = OnnxEngine(to_onnx(forest, X[:1], target_opset={"": 17, "ai.onnx.ml": 3}),
+        ...                    offset=forest.offset_)  # doctest: +SKIP
+        >>> sorted(plain.methods)  # doctest: +SKIP
+        ['decision_function', 'predict', 'score_samples']
     """
 
     kind = "onnx"
 
-    def __init__(self, model: ModelSource, config: EngineConfig | None = None) -> None:
+    def __init__(
+        self,
+        model: ModelSource,
+        config: EngineConfig | None = None,
+        *,
+        offset: float | None = None,
+        score_kind: str | None = None,
+    ) -> None:
         self.config = config or EngineConfig()
+        offset = None if offset is None else finite_offset(offset)
+        if score_kind is not None and score_kind not in SCORE_KINDS:
+            raise ValueError(f"score_kind must be one of {SCORE_KINDS} or None, got {score_kind!r}")
         self.model_path, payload, proto = _read_model(model, self.config.model_dir)
         self.model_sha256 = hashlib.sha256(payload).hexdigest()
         self._payload = payload
         self.metadata = decode_metadata({p.key: p.value for p in proto.metadata_props})
         self._session = self._create_session(payload)
-        self._bind_io()
+        self._bind_io(proto, offset, score_kind)
         self._check_provider()
         self._warm_up()
         self._chunk = self.config.max_chunk_rows
@@ -132,7 +168,9 @@ class OnnxEngine(Engine):
                 "explicit ir_version and target opset, or upgrade onnxruntime."
             ) from exc
 
-    def _bind_io(self) -> None:
+    def _bind_io(
+        self, proto: onnx.ModelProto, offset: float | None, score_kind: str | None
+    ) -> None:
         inputs = self._session.get_inputs()
         if len(inputs) != 1:
             raise UnsupportedModelError(
@@ -156,20 +194,50 @@ class OnnxEngine(Engine):
         self._n_features = width if isinstance(width, int) else self.metadata.get("n_features")
         names = self.metadata.get("feature_names")
         self.feature_names: list[str] | None = list(names) if isinstance(names, list) else None
-        self.output_names = [o.name for o in self._session.get_outputs()]
-        self._roles = _output_roles(self.output_names, self.metadata)
+        outputs = [GraphOutput.of(o) for o in self._session.get_outputs()]
+        self.output_names = [o.name for o in outputs]
+        reading = read_graph(proto, outputs, self.metadata, score_kind, self._name())
+        self._roles = reading.roles
+        self._role_source = reading.role_source
+        self._ignored = reading.ignored
         # Refuse what the original estimator refuses (from the export's probe of it).
         self._reject_nan = self.metadata.get(ACCEPTS_NAN_KEY) is False
         self._reject_inf = self.metadata.get(ACCEPTS_INF_KEY) is False
-        offset = self.metadata.get(OFFSET_KEY)
-        self.offset: float | None = float(offset) if isinstance(offset, int | float) else None
-        self._plans = {m: _plan(m, self._roles, self.offset) for m in METHODS}
+        stored = self.metadata.get(OFFSET_KEY)
+        self.offset: float | None = offset
+        self._offset_source: str | None = "argument" if offset is not None else None
+        if offset is None and isinstance(stored, int | float) and not isinstance(stored, bool):
+            self.offset, self._offset_source = float(stored), "metadata"
+        self.convention: str = reading.convention
+        labels = label_reader(
+            self._roles.get("label", ""),
+            reading.sign_label,
+            reading.label_proven,
+            self._name(),
+            self.convention,
+        )
+        self.threshold: float | None = None
+        if self.convention == "pyod":
+            # PyOD's answers: an offset (scikit-learn's decision = score - offset) means nothing.
+            if self._offset_source == "argument":
+                raise ValueError(
+                    f"offset= does not apply to {self._name()}: its label_convention is 'pyod' "
+                    "(decision_function higher = more abnormal, no score_samples)"
+                )
+            self.offset, self._offset_source = None, None
+            cut = self.metadata.get(THRESHOLD_KEY)
+            if isinstance(cut, int | float) and not isinstance(cut, bool):
+                self.threshold = float(cut)
+            self._plans = {
+                m: pyod_plan_for(m, self._roles, self.threshold, labels) for m in METHODS
+            }
+        else:
+            self._plans = {m: plan_for(m, self._roles, self.offset, labels) for m in METHODS}
         self._methods = frozenset(m for m, plan in self._plans.items() if plan is not None)
-        if not self._methods:
+        if not self._methods:  # e.g. a decision_function-less graph with an unknown score kind
             raise UnsupportedModelError(
-                f"{self._name()} outputs {self.output_names} give none of {METHODS}: expected an "
-                "output named label, decision_function, scores, score_samples or "
-                "reconstruction_error"
+                f"{self._name()} outputs {self.output_names} (roles {self._roles}) give none of "
+                f"{METHODS}"
             )
 
     def _check_provider(self) -> None:
@@ -187,11 +255,17 @@ class OnnxEngine(Engine):
         width = self._n_features or 1
         warm = np.zeros((1, width), dtype=self.input_dtype)
         try:
-            self._session.run(None, {self.input_name: warm})
+            results = self._session.run(None, {self.input_name: warm})
         except Exception as exc:
             raise ModelLoadError(
                 f"{self._name()} loaded but failed its warm-up run: {exc}"
             ) from exc
+        # Outputs whose static shape was unknown: one row must give one value (labels in -1/1).
+        by_name = dict(zip(self.output_names, results, strict=True))
+        for plan in self._plans.values():
+            if plan is not None:
+                name, transform = plan
+                transform(rows_of(np.asarray(by_name[name]), 1, name, self._name()))
 
     def _name(self) -> str:
         return str(self.model_path) if self.model_path is not None else "the in-memory model"
@@ -224,10 +298,18 @@ class OnnxEngine(Engine):
     def _answer(self, method: str, X: Any) -> npt.NDArray[Any]:
         plan = self._plans[method]
         if plan is None:
+            pyod = self.convention == "pyod"
+            hint = (
+                " (label_convention 'pyod': PyOD has no score_samples)"
+                if pyod and method == "score_samples"
+                else " (pass offset=, e.g. the reference estimator's offset_, to derive it)"
+                if self.offset is None and set(self._roles) - {"label"} and not pyod
+                else ""
+            )
             raise MethodUnavailableError(
-                f"{self._name()} cannot answer {method}: outputs {self.output_names}, offset "
-                f"{'unknown' if self.offset is None else self.offset}; "
-                f"it answers {sorted(self._methods)}"
+                f"{self._name()} cannot answer {method}: outputs {self.output_names} (roles "
+                f"{self._roles}), offset {'unknown' if self.offset is None else self.offset}"
+                f"{hint}; it answers {sorted(self._methods)}"
             )
         start = time.perf_counter()
         # Fast path: an array already of the right shape, dtype and layout is used as is.
@@ -278,7 +360,7 @@ class OnnxEngine(Engine):
             raise InferenceError(
                 f"onnxruntime failed to run {self._name()} on a batch of shape {batch.shape}: {exc}"
             ) from exc
-        return result.reshape(-1) if result.ndim != 1 else result
+        return rows_of(result, batch.shape[0], name, self._name())
 
     # -- introspection ------------------------------------------------------------------------
 
@@ -313,6 +395,12 @@ class OnnxEngine(Engine):
             "input_dtype": str(self.input_dtype),
             "outputs": list(self.output_names),
             "output_roles": dict(self._roles),
+            "role_source": self._role_source,
+            "ignored_outputs": dict(self._ignored),
+            "offset": self.offset,
+            "offset_source": self._offset_source,
+            "convention": self.convention,
+            "threshold": self.threshold,
             "methods": sorted(self._methods),
             "requested_providers": self.config.requested_providers,
             "active_providers": self._session.get_providers(),
@@ -325,59 +413,7 @@ class OnnxEngine(Engine):
         }
 
 
-# -- helpers ----------------------------------------------------------------------------------
-
-_Transform = Any  # Callable[[ndarray], ndarray]; kept loose so lambdas stay cheap to call
-_Plan = tuple[str, _Transform] | None
-
-
-def _output_roles(names: list[str], metadata: dict[str, Any]) -> dict[str, str]:
-    """Map output names to roles: label, decision_function, score_samples, reconstruction_error."""
-    roles: dict[str, str] = {}
-    for name in names:
-        lowered = name.lower()
-        if lowered in ("label", "labels"):
-            roles["label"] = name
-        elif lowered in _SCORE_NAMES:
-            roles.setdefault(_SCORE_NAMES[lowered], name)
-    kind = metadata.get(SCORE_KIND_KEY)
-    if kind in ("decision_function", "score_samples", "reconstruction_error"):
-        scored = [n for n in names if n.lower() not in ("label", "labels")]
-        if len(scored) == 1 and kind not in roles:
-            for role in ("decision_function", "score_samples", "reconstruction_error"):
-                if roles.get(role) == scored[0]:
-                    del roles[role]
-            roles[kind] = scored[0]
-    return roles
-
-
-def _plan(method: str, roles: dict[str, str], offset: float | None) -> _Plan:
-    """Which output answers ``method`` and how to turn it into the answer."""
-
-    def same(a: npt.NDArray[Any]) -> npt.NDArray[Any]:
-        return a
-
-    if method == "predict" and "label" in roles:
-        return roles["label"], same
-    decision = _plan("decision_function", roles, offset) if method == "predict" else None
-    if method == "predict" and decision is not None:
-        name, to_decision = decision
-        return name, lambda a: np.where(to_decision(a) < 0, -1, 1).astype(np.int64)
-    if method == "score_samples":
-        if "score_samples" in roles:
-            return roles["score_samples"], same
-        if "reconstruction_error" in roles:
-            return roles["reconstruction_error"], np.negative
-        if "decision_function" in roles and offset is not None:
-            return roles["decision_function"], lambda a: a + a.dtype.type(offset)
-    if method == "decision_function":
-        if "decision_function" in roles:
-            return roles["decision_function"], same
-        score = _plan("score_samples", roles, offset)
-        if score is not None and offset is not None:
-            name, to_score = score
-            return name, lambda a: to_score(a) - a.dtype.type(offset)
-    return None
+# -- reading a model file ------------------------------------------------------------------
 
 
 def _read_model(

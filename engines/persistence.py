@@ -11,12 +11,84 @@ from typing import Any
 
 from engines.errors import ModelLoadError, UnsupportedModelError
 
-__all__ = ["DEFAULT_TRUSTED", "file_sha256", "load_model", "save_model"]
+__all__ = ["DEFAULT_TRUSTED", "file_sha256", "load_model", "manifest_path_for", "save_model"]
+
+# scikit-learn's distance metrics (sklearn.metrics._dist_metrics), both precisions; PyFunc is
+# left out on purpose: it wraps a Python callable.
+_DISTANCES = (
+    "BrayCurtis",
+    "Canberra",
+    "Chebyshev",
+    "Dice",
+    "Euclidean",
+    "Hamming",
+    "Haversine",
+    "Jaccard",
+    "Kulsinski",
+    "Mahalanobis",
+    "Manhattan",
+    "Matching",
+    "Minkowski",
+    "RogersTanimoto",
+    "RussellRao",
+    "SEuclidean",
+    "SokalMichener",
+    "SokalSneath",
+)
+_NEIGHBOUR_TREES = (
+    *(f"sklearn.neighbors._kd_tree.KDTree{bits}" for bits in ("", "32", "64")),
+    *(f"sklearn.neighbors._ball_tree.BallTree{bits}" for bits in ("", "32", "64")),
+)
+
+# The supervised scorer and the boosted classifiers it exports (extra `boost`). Their state is
+# the library's own model text (LightGBM) or bytes (XGBoost), parsed by the library's loader, and
+# hyperparameters; no Python callable is stored. A custom objective or metric (a function)
+# would show up as its own untrusted type and still be refused. OrderedDict: LightGBM's params.
+_SCORERS = (
+    "engines.detectors.SupervisedScorer",
+    "lightgbm.sklearn.LGBMClassifier",
+    "lightgbm.basic.Booster",
+    "xgboost.sklearn.XGBClassifier",
+    "xgboost.core.Booster",
+    "collections.OrderedDict",
+)
+
+# PyOD's detectors that engines.export exports (the types skops.io.get_untrusted_types lists
+# for them, PyOD 3.6): plain estimators whose fitted state is arrays and scikit-learn models.
+_PYOD_DETECTORS = tuple(
+    f"pyod.models.{module}.{name}"
+    for module, name in (
+        ("iforest", "IForest"),
+        ("ocsvm", "OCSVM"),
+        ("lof", "LOF"),
+        ("knn", "KNN"),
+        ("pca", "PCA"),
+        ("hbos", "HBOS"),
+        ("ecod", "ECOD"),
+        ("copod", "COPOD"),
+        ("mcd", "MCD"),
+        ("gmm", "GMM"),
+    )
+)
 
 #: Types skops does not trust out of the box but that are plain data holders of the estimators
-#: this project serves (fitted tree structures). Anything else must be trusted by the caller.
+#: this project serves: fitted tree structures, and the KDTree/BallTree with its DistanceMetric
+#: that LocalOutlierFactor and NearestNeighbors store (algorithm "kd_tree", "ball_tree", or
+#: "auto" on few features); the supervised scorers' boosted classifiers (_SCORERS). Anything
+#: else must be trusted by the caller.
 DEFAULT_TRUSTED: frozenset[str] = frozenset(
-    {"sklearn.tree._tree.Tree", "engines.detectors.PCAReconstructionDetector"}
+    {
+        "sklearn.tree._tree.Tree",
+        "engines.detectors.PCAReconstructionDetector",
+        *_PYOD_DETECTORS,
+        *_SCORERS,
+        *_NEIGHBOUR_TREES,
+        *(
+            f"sklearn.metrics._dist_metrics.{metric}Distance{bits}"
+            for metric in _DISTANCES
+            for bits in ("32", "64")
+        ),
+    }
 )
 
 _PICKLE_SUFFIXES = (".pkl", ".pickle", ".joblib")
@@ -56,7 +128,8 @@ def load_model(
         if not trust_pickle:
             raise ModelLoadError(
                 f"refusing to load {path}: pickle files run arbitrary code when loaded. Convert it "
-                "to .skops (engines.save_model), or pass trust_pickle=True if you created the file"
+                "to .skops (engines.save_model), or, if you created the file yourself, pass "
+                "trust_pickle=True (CLI: --trust-pickle)"
             )
         warnings.warn(
             f"loading {path} with pickle: only do this for files you created yourself",
@@ -66,7 +139,7 @@ def load_model(
         return _load_pickle(path)
     raise ModelLoadError(
         f"{path}: unknown model format {suffix!r}; expected .skops (or .pkl/.joblib with "
-        "trust_pickle=True)"
+        "trust_pickle=True, CLI: --trust-pickle)"
     )
 
 
@@ -81,7 +154,7 @@ def _load_skops(path: Path, trusted: Sequence[str] | None) -> Any:
     if refused:
         raise ModelLoadError(
             f"{path} contains types that are not trusted by default: {refused}. Inspect them, "
-            "then pass trusted=[...] with the ones you accept"
+            "then pass trusted=[...] with the ones you accept (CLI: --trusted TYPE, repeatable)"
         )
     try:
         return sio.load(path, trusted=list(untrusted))
@@ -109,14 +182,17 @@ def save_model(
     exporter: str = "auto",
     validation_data: Any = None,
 ) -> dict[str, Any]:
-    """Save a fitted estimator as ``<path>.skops`` (and ``<path>.onnx``) with a ``manifest.json``.
+    """Save a fitted estimator as ``<stem>.skops`` (and ``.onnx``) with ``<stem>.manifest.json``.
 
     The manifest lists each file with its sha256 and the library versions, so a deployment can
-    check it serves what was validated. Returns the manifest.
+    check it serves what was validated; each saved model has its own, so several models can
+    share a folder. Returns the manifest.
 
     Example:
         >>> save_model(detector, "models/detector", onnx=True)["files"]  # doctest: +SKIP
         {'detector.skops': '…', 'detector.onnx': '…'}
+        >>> sorted(p.name for p in Path("models").iterdir())  # doctest: +SKIP
+        ['detector.manifest.json', 'detector.onnx', 'detector.skops']
     """
     import json
 
@@ -135,13 +211,13 @@ def save_model(
         base = base.with_suffix("")
     base.parent.mkdir(parents=True, exist_ok=True)
     files: dict[str, str] = {}
-    skops_path = atomic_write_bytes(base.with_suffix(".skops"), sio.dumps(model))
+    skops_path = atomic_write_bytes(base.with_name(base.name + ".skops"), sio.dumps(model))
     files[skops_path.name] = file_sha256(skops_path)
     manifest: dict[str, Any] = {"estimator": type(model).__name__, "files": files}
     if onnx:
         report = export(
             model,
-            path=base.with_suffix(".onnx"),
+            path=base.with_name(base.name + ".onnx"),
             exporter=exporter,  # type: ignore[arg-type]
             validation_data=validation_data,
         )
@@ -150,6 +226,19 @@ def save_model(
         manifest["exporter"] = report.exporter
         manifest["validation"] = None if report.validation is None else report.validation.as_dict()
     manifest["versions"] = _library_versions()
-    manifest_path = base.parent / "manifest.json"
+    manifest_path = manifest_path_for(base)
     atomic_write_bytes(manifest_path, json.dumps(manifest, indent=2, default=str).encode())
     return manifest
+
+
+def manifest_path_for(path: str | Path) -> Path:
+    """Where save_model writes the manifest of ``path`` (``.skops``/``.onnx`` file or stem).
+
+    Example:
+        >>> manifest_path_for("models/detector.skops")
+        PosixPath('models/detector.manifest.json')
+    """
+    base = Path(path)
+    if base.suffix in (".skops", ".onnx"):
+        base = base.with_suffix("")
+    return base.with_name(base.name + ".manifest.json")

@@ -17,12 +17,20 @@ from sklearn.utils.validation import check_is_fitted
 from engines._inputs import as_batch
 from engines.base import METHODS, Engine
 from engines.errors import InputError, MethodUnavailableError, UnsupportedModelError
+from engines.native.pyod import ROW_BY_ROW, is_pyod_detector, pyod_width
 
 __all__ = ["SklearnEngine"]
 
 
 class SklearnEngine(Engine):
-    """Anomaly detector answered by a fitted scikit-learn estimator.
+    """Anomaly detector answered by a fitted scikit-learn estimator (or PyOD detector).
+
+    A PyOD detector (or a Pipeline ending in one) is served in PyOD's convention
+    (``convention == "pyod"``, see ``Engine``): its own predict (1 outlier / 0 inlier) and
+    decision_function (higher = more abnormal), no score_samples. ECOD and COPOD rank a batch
+    jointly in PyOD (each row's score depends on the rows scored with it): this engine scores
+    them one row at a time, PyOD's answer for each row scored alone, after refusing NaN and
+    infinity as PyOD's fit does (its decision_function would answer 0 for a row of NaN).
 
     Example:
         >>> from sklearn.ensemble import IsolationForest
@@ -47,8 +55,12 @@ class SklearnEngine(Engine):
             raise UnsupportedModelError(
                 f"expected a fitted scikit-learn estimator, got {type(estimator).__name__}"
             )
+        final = _final_step(estimator)
+        pyod = is_pyod_detector(final)
         try:
             check_is_fitted(estimator)
+            if pyod:  # some PyOD detectors (KNN) hold fitted-looking attributes from __init__
+                check_is_fitted(final, ["decision_scores_", "threshold_"])
         except NotFittedError as exc:
             raise UnsupportedModelError(
                 f"{type(estimator).__name__} is not fitted; call fit() before serving it"
@@ -57,8 +69,9 @@ class SklearnEngine(Engine):
         self.model_path = model_path
         self.model_sha256 = model_sha256
         self.collect_metrics = collect_metrics
+        self.convention = "pyod" if pyod else "sklearn"
+        self._row_by_row = f"{type(final).__module__}.{type(final).__qualname__}" in ROW_BY_ROW
         # Density models (GaussianMixture) predict component ids, not -1/1: score_samples only.
-        final = _final_step(estimator)
         answers = METHODS if is_outlier_detector(final) else ("score_samples",)
         self._methods = frozenset(m for m in answers if hasattr(estimator, m))
         if not self._methods:
@@ -70,11 +83,19 @@ class SklearnEngine(Engine):
             )
             raise UnsupportedModelError(f"{type(estimator).__name__} has none of {METHODS}{hint}")
         width = getattr(estimator, "n_features_in_", None)
+        if width is None and pyod:  # most PyOD detectors keep no n_features_in_ of their own
+            try:
+                width = pyod_width(final)
+            except UnsupportedModelError:
+                width = None
         self._n_features = int(width) if width is not None else None
         names = getattr(estimator, "feature_names_in_", None)
         self.feature_names: list[str] | None = None if names is None else [str(n) for n in names]
-        offset = getattr(_final_step(estimator), "offset_", None)
+        # PyOD's IForest forwards scikit-learn's offset_, which has no meaning in PyOD's answers.
+        offset = None if pyod else getattr(final, "offset_", None)
         self.offset: float | None = None if offset is None else float(np.ravel(offset)[0])
+        threshold = getattr(final, "threshold_", None) if pyod else None
+        self.threshold: float | None = None if threshold is None else float(threshold)
 
     @property
     def methods(self) -> frozenset[str]:
@@ -110,7 +131,7 @@ class SklearnEngine(Engine):
             # scikit-learn casts to float32 for some estimators: values beyond its range
             # become inf, as in the ONNX engine; the answer stands, NumPy's warning is noise.
             with np.errstate(over="ignore"):
-                out = self._call(call, batch)
+                out = (self._call_rows if self._row_by_row else self._call)(call, batch)
         if self.collect_metrics:
             self._timing = (start, time.perf_counter(), batch.shape[0])
         return out.reshape(-1)
@@ -126,6 +147,22 @@ class SklearnEngine(Engine):
         except ValueError as exc:  # scikit-learn's own input checks (NaN, inf, ...)
             raise InputError(f"{type(self.estimator).__name__} refused the input: {exc}") from exc
 
+    def _call_rows(self, call: Callable[[Any], Any], batch: npt.NDArray[Any]) -> npt.NDArray[Any]:
+        """PyOD's answer for each row scored alone (ECOD, COPOD: see the class docstring)."""
+        from sklearn.utils import check_array
+
+        try:
+            check_array(batch)
+        except ValueError as exc:
+            raise InputError(f"{type(self.estimator).__name__} refused the input: {exc}") from exc
+        with warnings.catch_warnings():
+            # scipy's skew of a constant training column with the row added: the sign is what
+            # PyOD uses (0 when the row equals the constant), the warning is noise.
+            warnings.filterwarnings(
+                "ignore", message="Precision loss occurred in moment calculation"
+            )
+            return np.concatenate([self._call(call, batch[i : i + 1]) for i in range(len(batch))])
+
     def info(self) -> dict[str, Any]:
         final = _final_step(self.estimator)
         return {
@@ -138,6 +175,9 @@ class SklearnEngine(Engine):
             "feature_names": self.feature_names,
             "methods": sorted(self._methods),
             "offset": self.offset,
+            "convention": self.convention,
+            "threshold": self.threshold,
+            "scoring": "row by row" if self._row_by_row else "batch",
             "requested_providers": ["sklearn"],
             "active_providers": ["sklearn"],
             "nodes_per_provider": None,

@@ -1,10 +1,18 @@
 """Interleaved A/B timing in live worker processes: ``gate --ab`` and ``calibrate``.
 
-Each side is a worker process running its own code tree (``harness.worker``); the
-coordinator asks them for timed blocks alternately, in ABBA order per benchmark, so machine
-drift hits both sides alike. Measured on the project's shared 2-core machine: fresh processes
-run one after the other differed by up to 35% (ONNX) and 75% (scikit-learn) in median latency,
-which no stored-baseline comparison at a 5% threshold survives; interleaving is what works.
+``gate --ab REF`` times what the repository it runs in holds at REF (side A, a temporary
+detached worktree) against its working tree (side B): the user's model files (``--model``,
+``--reference``, ``--data``, paths inside the repository), made by an optional export command
+(``prepare_cmd``) run in each tree first, and, in this project's own repository, the tree's
+``engines`` package. The measuring code is never the commit's: each side is a worker process
+(``harness.worker``) of the installed harness, started outside the tree with the tree kept off
+its path, so a timing loop changed at REF cannot make REF look faster.
+
+The coordinator asks the workers for timed blocks alternately, in ABBA order per benchmark, so
+machine drift hits both sides alike. Measured on the project's shared 2-core machine: fresh
+processes run one after the other differed by up to 35% (ONNX) and 75% (scikit-learn) in
+median latency, which no stored-baseline comparison at a 5% threshold survives; interleaving
+is what works.
 
 Two live processes of the SAME code, interleaved, still differ by a bias of their own (sd ~3%
 at batch 1, once 12%), fixed for the process's life: rebuilding sessions and inputs inside it
@@ -19,25 +27,43 @@ import contextlib
 import dataclasses
 import json
 import os
+import re
+import shutil
+import signal
+import site
 import subprocess
 import sys
+import sysconfig
 import tempfile
+import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import IO, Any, Literal
 
 import numpy as np
 
-from harness.bench import BenchPoint, Selection, build_points
+import harness
+from harness.bench import BenchPoint, Selection, UserModel, build_points
 from harness.gate import GateReport, gate
 from harness.machine import git_info, library_versions, machine_id, machine_info
 from harness.plugin import add_speedups
 from harness.store import SCHEMA_VERSION, ResultFile
+from harness.worker import selection_message
 
-__all__ = ["ABError", "ABSamples", "Worker", "ab_gate", "calibrate", "interleave", "run_pairs"]
+__all__ = [
+    "ABError",
+    "ABSamples",
+    "Side",
+    "Worker",
+    "ab_gate",
+    "calibrate",
+    "interleave",
+    "repo_root",
+    "run_pairs",
+]
 
-ROOT = Path(__file__).resolve().parent.parent
+_PROJECT = re.compile(r"""^name\s*=\s*["']onnx-anomaly-harness["']""", re.MULTILINE)
 
 
 def _shared_cpu() -> int | None:
@@ -48,38 +74,174 @@ def _shared_cpu() -> int | None:
 
 
 class ABError(Exception):
-    """The A/B run could not be set up (not a git checkout, unknown ref, old ref, crash)."""
+    """The A/B run could not be set up (not a git checkout, unknown ref, missing model, crash)."""
+
+
+class _Term:
+    """SIGTERM state: while a child process is being started, a SIGTERM waits for it."""
+
+    starting = 0
+    pending: int | None = None
+
+
+def _on_sigterm(signum: int, frame: Any) -> None:
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)  # a second one must not cut the cleanup short
+    if _Term.starting:
+        _Term.pending = signum
+        return
+    raise SystemExit(128 + signum)
+
+
+@contextlib.contextmanager
+def _terminate_as_exit() -> Iterator[None]:
+    """SIGTERM raises SystemExit(143) inside, so ``finally`` blocks remove what was made."""
+    if threading.current_thread() is not threading.main_thread():
+        yield  # only the main thread may set handlers; there SIGTERM kills as before
+        return
+    previous = signal.signal(signal.SIGTERM, _on_sigterm)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous if previous is not None else signal.SIG_DFL)
+        _Term.pending = None
+
+
+@contextlib.contextmanager
+def _starting() -> Iterator[None]:
+    """Hold SIGTERM while a child starts: raised inside Popen, it would orphan the child."""
+    _Term.starting += 1
+    try:
+        yield
+    finally:
+        _Term.starting -= 1
+    if not _Term.starting and _Term.pending is not None:
+        signum, _Term.pending = _Term.pending, None
+        raise SystemExit(128 + signum)
+
+
+def _is_project_tree(tree: Path) -> bool:
+    """Whether ``tree`` is this project's own repository (its ``engines`` is what is tested)."""
+    pyproject = tree / "pyproject.toml"
+    return (
+        (tree / "engines" / "__init__.py").is_file()
+        and pyproject.is_file()
+        and _PROJECT.search(pyproject.read_text(errors="replace")) is not None
+    )
+
+
+@dataclasses.dataclass(frozen=True)
+class Side:
+    """What one side takes from a code tree: the user model's files and, maybe, ``engines``."""
+
+    tree: Path
+    selection: Selection = dataclasses.field(default_factory=Selection)  # paths in ``tree``
+    engines: bool = False  # put the tree's engines package first on the worker's path
+    label: str = ""
+
+    @classmethod
+    def of(cls, tree: Path, selection: Selection | None = None) -> Side:
+        """A side for ``tree``, its engines tested when it is this project's repository."""
+        return cls(tree, selection or Selection(), _is_project_tree(tree), str(tree))
+
+
+def _installed_home() -> Path:
+    """The folder the coordinator's ``harness`` package lies in."""
+    return Path(harness.__file__).resolve().parent.parent
+
+
+def _site_dirs() -> set[Path]:
+    """Folders every interpreter of this environment has on its path (stdlib, site-packages)."""
+    paths = sysconfig.get_paths()
+    dirs = [paths[k] for k in ("stdlib", "platstdlib", "purelib", "platlib") if k in paths]
+    dirs += getattr(site, "getsitepackages", list)()
+    dirs.append(site.getusersitepackages())
+    return {Path(d).resolve() for d in dirs}
+
+
+def _worker_pythonpath(first: Sequence[Path]) -> str:
+    """``first``, the installed harness's folder unless it is a site folder, then $PYTHONPATH.
+
+    Relative entries of $PYTHONPATH are made absolute: the worker runs in another folder.
+    """
+    home = _installed_home()
+    inherited = [
+        os.path.abspath(p) for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p
+    ]
+    # A site folder stays where it is (after the standard library); any other (a checkout run
+    # with `python -m harness`, an editable install) goes first, so the worker finds the same.
+    extra = [] if home in _site_dirs() else [str(home)]
+    return os.pathsep.join([*map(str, first), *extra, *inherited])
+
+
+def _as_side(side: Side | Path) -> Side:
+    return side if isinstance(side, Side) else Side.of(side)
 
 
 class Worker:
-    """A ``harness.worker`` process on the code of ``tree``, prepared for ``points``."""
+    """A ``harness.worker`` process of the installed harness, on ``side``'s files."""
 
     def __init__(
-        self, tree: Path, points: Sequence[BenchPoint], workdir: Path, log: IO[str]
+        self, side: Side | Path, points: Sequence[BenchPoint], workdir: Path, log: IO[str]
     ) -> None:
-        self.tree = tree
-        env = dict(os.environ, PYTHONPATH=str(tree), PYTHONHASHSEED="0")
-        self._process = subprocess.Popen(
-            [sys.executable, "-m", "harness.worker"],
-            cwd=tree,
-            env=env,
-            text=True,
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            stderr=log,
+        self.side = _as_side(side)
+        self.tree = self.side.tree
+        # Started outside the tree, the tree off its path (-P: not even the current folder), so
+        # the tree's own harness/ is never imported; only its engines/, when asked, via a link.
+        home = Path(tempfile.mkdtemp(prefix="worker-", dir=workdir))
+        if self.side.engines:
+            (home / "engines").symlink_to(self.tree.resolve() / "engines", target_is_directory=True)
+        env = dict(
+            os.environ,
+            PYTHONPATH=_worker_pythonpath([home] if self.side.engines else []),
+            PYTHONHASHSEED="0",
         )
+        safe = ["-P"] if sys.version_info >= (3, 11) else []
+        with _starting():
+            self._process = subprocess.Popen(
+                [sys.executable, *safe, "-m", "harness.worker"],
+                cwd=home,
+                env=env,
+                text=True,
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                stderr=log,
+            )
         payload = {
             "points": [dataclasses.asdict(p) for p in points],
             "workdir": str(workdir),
             "cpu": _shared_cpu(),
+            "selection": selection_message(self.side.selection),
         }
-        self.git = git_info(tree)  # now: a temporary worktree is gone by the time we report
+        self.git = git_info(self.tree)  # now: a temporary worktree is gone by the time we report
         try:
             ready = self._ask(payload)
-        except ABError:
-            self.close()
+            self._check_imports(ready)
+        except BaseException:
+            self.close(kill=True)
             raise
         self.points: dict[str, dict[str, Any]] = ready["points"]
+        self.engines_path = Path(ready["engines"])
+
+    def _check_imports(self, ready: dict[str, Any]) -> None:
+        installed = Path(harness.__file__).resolve().parent
+        if Path(ready.get("harness") or "").resolve().parent != installed:
+            raise ABError(
+                f"the benchmark worker for {self.side.label} imported harness from "
+                f"{ready.get('harness')}, not the installed {installed}"
+            )
+        if self.side.engines:
+            engines = Path(ready.get("engines") or "").resolve().parent
+            if engines != (self.tree / "engines").resolve():
+                raise ABError(
+                    f"the benchmark worker for {self.side.label} imported engines from "
+                    f"{engines}, not the tree's {self.tree / 'engines'}"
+                )
+            if ready.get("engines_elsewhere"):
+                raise ABError(
+                    f"the engines of {self.side.label} lack modules the installed harness needs "
+                    f"({', '.join(ready['engines_elsewhere'])}): it cannot be A/B tested with "
+                    "this harness"
+                )
 
     def _ask(self, message: dict[str, Any]) -> dict[str, Any]:
         assert self._process.stdin is not None
@@ -91,9 +253,16 @@ class Worker:
         except BrokenPipeError:
             line = ""
         if not line:
+            code = self._process.wait()
+            why = (
+                ": its engines cannot be A/B tested with the installed harness, or the worker "
+                "failed"
+                if self.side.engines
+                else ""
+            )
             raise ABError(
-                f"the benchmark worker in {self.tree} stopped (exit {self._process.poll()}); a ref "
-                "older than `harness.worker` cannot be A/B tested. See the log for its error."
+                f"the benchmark worker for {self.side.label} stopped (exit {code}){why}. "
+                "Its error is at the end of the workers' log."
             )
         answer: dict[str, Any] = json.loads(line)
         return answer
@@ -105,10 +274,12 @@ class Worker:
             message["calls"] = calls
         return float(self._ask(message)["seconds"])
 
-    def close(self) -> None:
-        """Ask the worker to quit (kill it if it does not) and close the pipes."""
+    def close(self, *, kill: bool = False) -> None:
+        """Ask the worker to quit (kill it if it does not, or at once) and close the pipes."""
         if self._process.poll() is None:
             try:
+                if kill:
+                    raise subprocess.TimeoutExpired("harness.worker", 0)
                 assert self._process.stdin is not None
                 self._process.stdin.write(json.dumps({"quit": True}) + "\n")
                 self._process.stdin.flush()
@@ -166,8 +337,8 @@ class ABSamples:
 
 
 def run_pairs(
-    tree_a: Path,
-    tree_b: Path,
+    side_a: Side | Path,
+    side_b: Side | Path,
     points: Sequence[BenchPoint],
     *,
     rounds: int,
@@ -180,6 +351,7 @@ def run_pairs(
 
     The side started first alternates from pair to pair; every pair times the same number
     of calls per block (the first pair's A side decides), so blocks are alike on both sides.
+    A bare path is a side with the zoo only (and its engines, in this project's repository).
     """
     if pairs < 1:
         raise ValueError(f"pairs must be >= 1, got {pairs}")
@@ -191,11 +363,11 @@ def run_pairs(
     calls: dict[str, int] = {}
     for i in range(pairs):
         print(f"{what}: worker pair {i + 1}/{pairs}, {per_pair} ABBA rounds", flush=True)
-        order = (tree_a, tree_b) if i % 2 == 0 else (tree_b, tree_a)
+        order = (side_a, side_b) if i % 2 == 0 else (side_b, side_a)
         started: list[Worker] = []
         try:
-            for tree in order:
-                started.append(Worker(tree, points, workdir, log))
+            for side in order:
+                started.append(Worker(side, points, workdir, log))
             a, b = started if i % 2 == 0 else started[::-1]
             if first is None:
                 first = (a, b)
@@ -203,9 +375,12 @@ def run_pairs(
                     p.id: int(a.points[p.id]["calls"]) for p in points if a.points[p.id]["calls"]
                 }
             sa, sb, skipped = interleave(a, b, points, per_pair, calls)
-        finally:
+        except BaseException:
             for worker in started:
-                worker.close()
+                worker.close(kill=True)
+            raise
+        for worker in started:
+            worker.close()
         for pooled, got in ((a_all, sa), (b_all, sb)):
             for key, values in got.items():
                 pooled.setdefault(key, []).extend(values)
@@ -223,8 +398,12 @@ def _result(ab: ABSamples, side: Literal["A", "B"], points: Sequence[BenchPoint]
         if not data:
             continue
         arr = np.asarray(data)
+        info = dict(worker.points[point.id].get("info", {}))
+        if "model" in info:  # a path in a temporary worktree says nothing: keep it repo-relative
+            with contextlib.suppress(ValueError):
+                info["model"] = str(Path(info["model"]).relative_to(worker.tree))
         extra = {
-            **worker.points[point.id].get("info", {}),
+            **info,
             "engine": point.engine,
             "case": point.case,
             "exporter": point.exporter,
@@ -267,48 +446,228 @@ def _result(ab: ABSamples, side: Literal["A", "B"], points: Sequence[BenchPoint]
     return ResultFile(Path(f"{side}.json"), {"benchmarks": rows, "harness": harness})
 
 
-def _git(*args: str) -> str:
-    done = subprocess.run(["git", *args], cwd=ROOT, capture_output=True, text=True, check=False)
+def _git(root: Path, *args: str) -> str:
+    try:
+        with _starting():  # a SIGTERM waits for git: no half-made worktree left behind
+            done = subprocess.run(
+                ["git", *args], cwd=root, capture_output=True, text=True, check=False
+            )
+    except OSError as exc:  # no git, or no such folder
+        raise ABError(f"git {' '.join(args)} could not run in {root}: {exc}") from None
     if done.returncode != 0:
-        raise ABError(f"git {' '.join(args)} failed: {done.stderr.strip() or done.stdout.strip()}")
+        why = done.stderr.strip() or done.stdout.strip()
+        raise ABError(f"git {' '.join(args)} failed in {root}: {why}")
     return done.stdout.strip()
 
 
-def ab_gate(
-    ref: str, selection: Selection, *, rounds: int = 100, pairs: int = 10, **gate_options: Any
-) -> tuple[GateReport, float, tuple[ResultFile, ResultFile]]:
-    """Time ``ref`` (A) and the working tree (B) interleaved, then gate B against A.
+def repo_root(cwd: Path | None = None) -> Path:
+    """The top of the git working tree that ``cwd`` (default: the current folder) lies in."""
+    where = Path(cwd) if cwd is not None else Path.cwd()
+    try:
+        return Path(_git(where, "rev-parse", "--show-toplevel")).resolve()
+    except ABError:
+        raise ABError(
+            f"{where} is not inside a git repository: --ab compares a commit of the repository "
+            "you run it in with that repository's working tree"
+        ) from None
 
-    ``rounds`` ABBA rounds in all, spread over ``pairs`` fresh worker pairs (see the module).
+
+def _repo_relative(path: Path, root: Path, cwd: Path) -> Path:
+    """``path`` (relative to ``cwd``) relative to ``root``; absolute when it lies outside."""
+    full = Path(os.path.abspath(cwd / path))
+    for candidate in (full, full.resolve()):
+        with contextlib.suppress(ValueError):
+            return candidate.relative_to(root)
+    return full
+
+
+def _user_relative(user: UserModel, root: Path, cwd: Path) -> UserModel:
+    """The user model with its paths relative to the repository root (outside it: absolute)."""
+    return dataclasses.replace(
+        user,
+        model=_repo_relative(user.model, root, cwd),
+        reference=None if user.reference is None else _repo_relative(user.reference, root, cwd),
+        data=None if user.data is None else _repo_relative(user.data, root, cwd),
+    )
+
+
+def _user_in_tree(user: UserModel, tree: Path, label: str, hint: str = "") -> UserModel:
+    """``user`` (repository-relative paths) resolved in ``tree``; a missing file is refused."""
+    found: dict[str, Any] = {}
+    for name in ("model", "reference", "data"):
+        path: Path | None = getattr(user, name)
+        if path is None:
+            continue
+        full = path if path.is_absolute() else tree / path
+        if not full.exists():
+            raise ABError(f"{path} is not in {label}{hint}")
+        found[name] = full
+    return dataclasses.replace(user, **found)
+
+
+def _remove_worktree(root: Path, path: Path) -> None:
+    done = subprocess.run(
+        ["git", "worktree", "remove", "--force", str(path)],
+        cwd=root,
+        capture_output=True,
+        check=False,
+    )
+    if done.returncode != 0 or path.exists():  # half made, or holding submodules
+        shutil.rmtree(path, ignore_errors=True)
+        subprocess.run(["git", "worktree", "prune"], cwd=root, capture_output=True, check=False)
+
+
+@contextlib.contextmanager
+def _worktree(root: Path, sha: str, path: Path) -> Iterator[Path]:
+    """A detached worktree of ``sha`` at ``path``, removed afterwards whatever happens."""
+    try:
+        # The user's hooks (post-checkout) have no business in a throwaway checkout.
+        _git(root, "-c", "core.hooksPath=/dev/null", "worktree", "add", "--detach", str(path), sha)
+        yield path
+    finally:
+        _remove_worktree(root, path)
+
+
+def _run_prepare(command: str, tree: Path, label: str, log: IO[str]) -> None:
+    """Run the export step ``command`` in ``tree`` (shell, output to the log)."""
+    print(f"harness gate --ab: preparing {label}: {command}", flush=True)
+    log.write(f"--- {label}: $ {command}\n")
+    log.flush()
+    process: subprocess.Popen[bytes] | None = None
+    try:
+        with _starting():
+            process = subprocess.Popen(
+                command,
+                shell=True,
+                cwd=tree,
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,  # its own process group: stopped with all it started
+            )
+        code = process.wait()
+    except BaseException:
+        if process is not None:
+            _stop_group(process)
+        raise
+    if code != 0:
+        raise ABError(f"--ab-prepare {command!r} failed in {label} (exit {code})")
+
+
+def _stop_group(process: subprocess.Popen[bytes]) -> None:
+    """SIGTERM the process group of ``process``, SIGKILL it if it lingers."""
+    for sig, wait in ((signal.SIGTERM, 5.0), (getattr(signal, "SIGKILL", signal.SIGTERM), None)):
+        with contextlib.suppress(ProcessLookupError):
+            if hasattr(os, "killpg"):
+                os.killpg(process.pid, sig)
+            else:  # no process groups (Windows): the shell only
+                process.send_signal(sig)
+        try:
+            process.wait(timeout=wait)
+            return
+        except subprocess.TimeoutExpired:
+            continue
+
+
+def _with_log(exc: ABError, log_path: Path) -> ABError:
+    tail = log_path.read_text(errors="replace")[-2000:] if log_path.exists() else ""
+    return ABError(f"{exc}\n{tail}") if tail.strip() else exc
+
+
+def ab_gate(
+    ref: str,
+    selection: Selection,
+    *,
+    rounds: int = 100,
+    pairs: int = 10,
+    prepare_cmd: str | None = None,
+    cwd: Path | None = None,
+    **gate_options: Any,
+) -> tuple[GateReport, float, tuple[ResultFile, ResultFile]]:
+    """Time the repository at ``ref`` (A) and its working tree (B) interleaved, gate B against A.
+
+    The repository is the one ``cwd`` (default: the current folder) lies in. What differs
+    between the sides is what the trees hold: the user model's files (paths relative to
+    ``cwd``, inside the repository), after ``prepare_cmd`` (a shell command, e.g. an export
+    script) has run in each tree; in this project's repository also ``engines``. The timing is
+    the installed harness's on both sides. ``rounds`` ABBA rounds in all, spread over ``pairs``
+    fresh worker pairs (see the module).
+
+    Example:
+        >>> report, seconds, (a, b) = ab_gate(  # doctest: +SKIP
+        ...     "main",
+        ...     Selection(user_model=UserModel(Path("model.onnx")), batch_sizes=(1, 100)),
+        ...     prepare_cmd="python train.py",
+        ... )
+        >>> [row.verdict for row in report.rows]  # doctest: +SKIP
+        ['unchanged']
     """
     if rounds < 2:
         raise ValueError(f"rounds must be >= 2, got {rounds}")
     if pairs < 1:
         raise ValueError(f"pairs must be >= 1, got {pairs}")
     start = time.perf_counter()
-    sha = _git("rev-parse", "--verify", f"{ref}^{{commit}}")
+    here = Path(cwd) if cwd is not None else Path.cwd()
+    root = repo_root(here)
+    try:
+        sha = _git(root, "rev-parse", "--verify", "--quiet", f"{ref}^{{commit}}")
+    except ABError:
+        raise ABError(
+            f"unknown ref {ref!r}: git rev-parse finds no such commit in {root}"
+        ) from None
+    project = _is_project_tree(root)
+    user = selection.user_model and _user_relative(selection.user_model, root, here)
+    if user is None and not project:
+        raise ABError(
+            f"nothing in {root} is under test: give --model (and --reference, --data), "
+            "paths inside the repository, to time your model at the ref against the working tree"
+        )
+    if user is not None and user.model.is_absolute():
+        raise ABError(f"--model {user.model} lies outside the repository {root}")
     points = build_points(selection)
-    with tempfile.TemporaryDirectory(prefix="harness-ab-") as tmp:
+    label_a = sha[:12] if sha.startswith(ref) else f"{ref} ({sha[:12]})"
+    hint = (
+        f" (after --ab-prepare {prepare_cmd!r})"
+        if prepare_cmd
+        else " (not committed there? an export step that makes it can run in each tree first: "
+        "--ab-prepare CMD)"
+    )
+    with _terminate_as_exit(), tempfile.TemporaryDirectory(prefix="harness-ab-") as tmp:
         base = Path(tmp)
-        tree_a = base / "ref"
-        _git("worktree", "add", "--detach", str(tree_a), sha)
-        try:
-            with open(base / "workers.log", "w") as log:
-                what = f"{len(points)} benchmarks on {sha[:12]} and the working tree"
-                print(f"harness gate --ab: {what}, {rounds} ABBA rounds", flush=True)
-                try:
+        log_path = base / "workers.log"
+        with open(log_path, "w") as log:
+            try:
+                with _worktree(root, sha, base / "ref") as tree_a:
+                    sides = []
+                    for tree, label in ((tree_a, label_a), (root, "the working tree")):
+                        if project and not (tree / "engines" / "__init__.py").is_file():
+                            raise ABError(f"{label} has no engines package to A/B test")
+                        if prepare_cmd:
+                            _run_prepare(prepare_cmd, tree, label, log)
+                        chosen = selection
+                        if user is not None:
+                            in_tree = _user_in_tree(user, tree, label, hint)
+                            chosen = dataclasses.replace(selection, user_model=in_tree)
+                        sides.append(Side(tree, chosen, project, label))
+                    what = f"{len(points)} benchmarks on {label_a} and the working tree"
+                    print(f"harness gate --ab: {what}, {rounds} ABBA rounds", flush=True)
                     ab = run_pairs(
-                        tree_a, ROOT, points, rounds=rounds, pairs=pairs, workdir=base, log=log
+                        sides[0],
+                        sides[1],
+                        points,
+                        rounds=rounds,
+                        pairs=pairs,
+                        workdir=base,
+                        log=log,
                     )
-                except ABError as exc:
-                    log.flush()
-                    raise ABError(f"{exc}\n{(base / 'workers.log').read_text()[-2000:]}") from None
-        finally:
-            _git("worktree", "remove", "--force", str(tree_a))
+            except ABError as exc:
+                log.flush()
+                raise _with_log(exc, log_path) from None
         results = (
             _result(ab, "A", points),
             _result(ab, "B", points),
         )
+    gate_options.setdefault("model_change", "compare")  # a changed model is what is compared
     report = gate([results[0]], [results[1]], **gate_options)
     return report, time.perf_counter() - start, results
 
@@ -321,44 +680,62 @@ def calibrate(
     pairs: int = 10,
     alpha: float = 0.01,
     results_dir: Path | None = None,
+    cwd: Path | None = None,
 ) -> dict[str, Any]:
-    """A/A: the same code on both sides, interleaved exactly like ``--ab``, ``runs`` times.
+    """A/A: the working tree on both sides, interleaved exactly like ``--ab``, ``runs`` times.
 
-    Returns the noise per benchmark and the recommended threshold: the smallest (in 1% steps,
-    plus one step of margin) at which no A/A comparison is called regressed or improved.
+    The tree is the git working tree ``cwd`` (default: the current folder) lies in, or ``cwd``
+    itself outside git. Returns the noise per benchmark and the recommended threshold: the
+    smallest (in 1% steps, plus one step of margin) at which no A/A comparison is called
+    regressed or improved.
     """
     if runs < 1:
         raise ValueError(f"calibration needs at least 1 run, got {runs}")
+    here = Path(cwd) if cwd is not None else Path.cwd()
+    try:
+        root = repo_root(here)
+    except ABError:
+        root = here.resolve()
+    chosen = selection
+    if selection.user_model is not None:
+        user = _user_relative(selection.user_model, root, here)
+        chosen = dataclasses.replace(
+            selection, user_model=_user_in_tree(user, root, "the working tree")
+        )
+    side = Side(root, chosen, _is_project_tree(root), "the working tree")
     points = build_points(selection)
     noise: dict[str, list[float]] = {}
     recommended = 0.01
-    with (
-        tempfile.TemporaryDirectory(prefix="harness-calibrate-") as tmp,
-        open(Path(tmp) / "log", "w") as log,
-    ):
-        for i in range(runs):
-            ab = run_pairs(
-                ROOT,
-                ROOT,
-                points,
-                rounds=rounds,
-                pairs=pairs,
-                workdir=Path(tmp),
-                log=log,
-                what=f"harness calibrate: A/A run {i + 1}/{runs}",
-            )
-            report = gate(
-                [_result(ab, "A", points)],
-                [_result(ab, "B", points)],
-                threshold=0.01,
-                alpha=alpha,
-            )
-            for row in report.rows:
-                if np.isfinite(row.ratio):
-                    noise.setdefault(row.name, []).append(abs(float(np.log(row.ratio))))
-                if row.p_adjusted < alpha and np.isfinite(row.ci_low):
-                    needed = max(row.ci_low - 1.0, 1.0 / row.ci_high - 1.0, 0.0)
-                    recommended = max(recommended, float(np.ceil(needed * 100) / 100) + 0.01)
+    with _terminate_as_exit(), tempfile.TemporaryDirectory(prefix="harness-calibrate-") as tmp:
+        log_path = Path(tmp) / "log"
+        with open(log_path, "w") as log:
+            for i in range(runs):
+                try:
+                    ab = run_pairs(
+                        side,
+                        side,
+                        points,
+                        rounds=rounds,
+                        pairs=pairs,
+                        workdir=Path(tmp),
+                        log=log,
+                        what=f"harness calibrate: A/A run {i + 1}/{runs}",
+                    )
+                except ABError as exc:
+                    log.flush()
+                    raise _with_log(exc, log_path) from None
+                report = gate(
+                    [_result(ab, "A", points)],
+                    [_result(ab, "B", points)],
+                    threshold=0.01,
+                    alpha=alpha,
+                )
+                for row in report.rows:
+                    if np.isfinite(row.ratio):
+                        noise.setdefault(row.name, []).append(abs(float(np.log(row.ratio))))
+                    if row.p_adjusted < alpha and np.isfinite(row.ci_low):
+                        needed = max(row.ci_low - 1.0, 1.0 / row.ci_high - 1.0, 0.0)
+                        recommended = max(recommended, float(np.ceil(needed * 100) / 100) + 0.01)
     machine = machine_id()
     summary: dict[str, Any] = {
         "machine_id": machine,

@@ -3,16 +3,17 @@
 from __future__ import annotations
 
 import dataclasses
-import os
+import itertools
 from collections.abc import Callable, Sequence
 from functools import cache
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 
-from engines import EngineConfig, OnnxEngine, SklearnEngine, create_engine, probe_providers
+from engines import EngineConfig, OnnxEngine, SklearnEngine, probe_providers
+from harness.selection import PROFILES, ProfileSpec, Selection, UserModel, split_list
 from harness.zoo import ModelCase, cases, exported, fitted
 
 __all__ = [
@@ -23,62 +24,8 @@ __all__ = [
     "UserModel",
     "build_points",
     "prepare",
+    "split_list",
 ]
-
-Profile = Literal["quick", "full"]
-
-
-@dataclasses.dataclass(frozen=True)
-class ProfileSpec:
-    batch_sizes: tuple[int, ...]
-    threads: tuple[int, ...]
-    all_exporters: bool
-    variants: bool  # quantized ONNX and torch eager
-    target_seconds: float  # measured time per benchmark
-    zoo_profile: Literal["fast", "regular", "large"]
-
-
-_ALL_CORES = os.cpu_count() or 1
-PROFILES: dict[str, ProfileSpec] = {
-    "quick": ProfileSpec((1, 100, 10_000), (1,), False, False, 0.15, "large"),
-    "full": ProfileSpec(
-        (1, 10, 100, 1_000, 10_000), tuple(sorted({1, _ALL_CORES})), True, True, 0.6, "large"
-    ),
-}
-
-
-@dataclasses.dataclass(frozen=True)
-class UserModel:
-    """Bring your own model: an ONNX or skops model, an optional reference, optional data."""
-
-    model: Path
-    reference: Path | None = None
-    data: Path | None = None
-    n_features: int | None = None
-
-
-@dataclasses.dataclass(frozen=True)
-class Selection:
-    """What one benchmark session covers."""
-
-    profile: str = "quick"
-    cases: tuple[str, ...] = ()
-    batch_sizes: tuple[int, ...] = ()
-    threads: tuple[int, ...] = ()
-    providers: tuple[str, ...] = ("cpu",)
-    user_model: UserModel | None = None
-
-    @property
-    def spec(self) -> ProfileSpec:
-        return PROFILES[self.profile]
-
-    @property
-    def effective_batch_sizes(self) -> tuple[int, ...]:
-        return self.batch_sizes or self.spec.batch_sizes
-
-    @property
-    def effective_threads(self) -> tuple[int, ...]:
-        return self.threads or self.spec.threads
 
 
 @dataclasses.dataclass(frozen=True)
@@ -113,32 +60,40 @@ def _engines_for(case: ModelCase, spec: ProfileSpec) -> list[str]:
 
 
 def _best_exporter(case: ModelCase) -> str:
-    for exporter in ("native", "torch", "skl2onnx"):
+    for exporter in ("native", "torch", "skl2onnx", "onnxmltools"):
         if exporter in case.exporters:
             return exporter
     raise ValueError(f"{case.name} has no exporter")
 
 
+def _user_engines(user: UserModel) -> list[str]:
+    if not user.is_onnx:  # a .skops model: scikit-learn is what is timed
+        return ["sklearn"]
+    return ["onnx-user"] + (["sklearn"] if user.reference is not None else [])
+
+
 def build_points(selection: Selection) -> list[BenchPoint]:
-    """Every (case, engine, provider, batch, threads) point of the selection."""
+    """Every (case, engine, provider, batch, threads) point: the product of declared axes."""
     spec = selection.spec
-    points = []
-    names = ["user-model"] if selection.user_model else None
-    chosen = [] if names else cases(spec.zoo_profile, list(selection.cases) or None)
-    for batch in selection.effective_batch_sizes:
-        for threads in selection.effective_threads:
-            if names:
-                engines = ["onnx-user"] + (
-                    ["sklearn"] if selection.user_model and selection.user_model.reference else []
-                )
-                per_case = [("user-model", engines)]
-            else:
-                per_case = [(c.name, _engines_for(c, spec)) for c in chosen]
-            for case, engines in per_case:
-                for engine in engines:
-                    providers = selection.providers if engine.startswith("onnx") else ("-",)
-                    for provider in providers:
-                        points.append(BenchPoint(case, engine, provider, batch, threads))
+    user = selection.user_model
+    if user is not None:
+        per_case = [(user.label, _user_engines(user))]
+    else:
+        chosen = cases(spec.zoo_profile, list(selection.cases) or None)
+        if not selection.cases and selection.profile == "quick":
+            chosen = [c for c in chosen if c.benchmark == "quick"]
+        per_case = [(c.name, _engines_for(c, spec)) for c in chosen]
+    points = [
+        BenchPoint(case, engine, provider, batch, threads)
+        for batch, threads, (case, engines) in itertools.product(
+            selection.effective_batch_sizes, selection.effective_threads, per_case
+        )
+        for engine in engines
+        for provider in (selection.providers if engine.startswith("onnx") else ("-",))
+    ]
+    ids = [p.id for p in points]
+    if len(set(ids)) != len(ids):
+        raise ValueError(f"duplicate benchmark ids in the selection: {sorted(ids)}")
     return points
 
 
@@ -177,31 +132,13 @@ def _usable_providers() -> dict[str, str]:
     return {aliases.get(s.name, s.name): "" if s.usable else s.reason for s in probe_providers()}
 
 
-def _provider_skip(provider: str) -> str | None:
+def provider_skip(provider: str) -> str | None:
     if provider in ("-", "cpu"):
         return None
     reason = _usable_providers().get(provider)
     if reason is None:
         return f"provider {provider!r} is not known to this onnxruntime build"
     return f"provider {provider!r} is not usable here: {reason}" if reason else None
-
-
-@cache
-def _user_rows(data: Path | None, n_features: int | None, width: int | None) -> npt.NDArray[Any]:
-    if data is None:
-        n = n_features or width
-        if n is None:
-            raise ValueError("the model's input width is unknown: pass --n-features or --data")
-        return np.random.default_rng(0).normal(size=(10_000, n)).astype(np.float32)
-    if data.suffix == ".npy":
-        rows = np.load(data, allow_pickle=False)
-    elif data.suffix == ".csv":
-        rows = np.loadtxt(data, delimiter=",", dtype=np.float32, ndmin=2)
-    else:
-        raise ValueError(f"--data must be a .npy or .csv file, got {data}")
-    if rows.ndim != 2 or len(rows) == 0:
-        raise ValueError(f"--data must hold a non-empty 2-D array, got shape {rows.shape}")
-    return np.asarray(rows, dtype=np.float32)
 
 
 def _config(point: BenchPoint) -> EngineConfig:
@@ -215,10 +152,10 @@ def _config(point: BenchPoint) -> EngineConfig:
 
 def prepare(point: BenchPoint, selection: Selection, workdir: Path) -> Runner:
     """Fit, export, create and warm up the engine for ``point`` (never timed)."""
-    reason = _provider_skip(point.provider)
+    reason = provider_skip(point.provider)
     if reason:
         return Runner(point, None, None, {}, reason)
-    if point.case == "user-model":
+    if selection.user_model is not None:
         return _prepare_user(point, selection)
     case = next(c for c in cases("large") if c.name == point.case)
     rows = case.data().X_test
@@ -226,11 +163,18 @@ def prepare(point: BenchPoint, selection: Selection, workdir: Path) -> Runner:
     info: dict[str, Any] = {"case": case.name, "dataset": case.dataset}
     if point.engine == "sklearn":
         reference = SklearnEngine(model, collect_metrics=False)
+        method = _timed_method(reference)
+        fn = getattr(reference, method)
+        if reference.info().get("scoring") == "row by row":
+            # ECOD/COPOD: the engine answers each row scored alone (what the ONNX graph
+            # computes); a PyOD user calls the batch method, which is what is timed.
+            fn = getattr(model, method)
+            info["scoring"] = "PyOD batch call (it ranks a batch jointly)"
         return Runner(
             point,
-            reference.score_samples,
+            fn,
             rows,
-            {**info, "parity": "reference", "model_sha256": None},
+            {**info, "method": method, "parity": "reference", "model_sha256": None},
         )
     if point.engine == "torch-eager":
         import torch
@@ -274,34 +218,49 @@ def prepare(point: BenchPoint, selection: Selection, workdir: Path) -> Runner:
         nodes_per_provider=onnx_info["nodes_per_provider"],
         model_sha256=extra["model_sha256"] or onnx_info["model_sha256"],
     )
-    return Runner(point, engine.score_samples, rows, {**info, **extra})
+    method = _timed_method(engine)
+    return Runner(point, getattr(engine, method), rows, {**info, **extra, "method": method})
+
+
+def _timed_method(engine: Any) -> str:
+    """score_samples; decision_function where the model has none (PyOD's convention): the
+    same method on both sides of a comparison, as both engines serve the same convention."""
+    return "score_samples" if "score_samples" in engine.methods else "decision_function"
 
 
 def _prepare_user(point: BenchPoint, selection: Selection) -> Runner:
+    from harness.usermodel import load_user_model
+
     user = selection.user_model
     assert user is not None
+    loaded = load_user_model(user)
+    config = _config(point)
+    engine: Any
     if point.engine == "sklearn":
-        assert user.reference is not None
-        engine: Any = create_engine(user.reference, _config(point))
-        info: dict[str, Any] = {"parity": "reference"}
+        engine = SklearnEngine(loaded.estimator, collect_metrics=False)
+        sha, role = loaded.estimator_sha256, "reference"
     else:
-        engine = create_engine(user.model, _config(point))
-        info = {"parity": "unchecked" if user.reference is None else "see harness check"}
+        assert loaded.model_path is not None  # an "onnx-user" point exists for .onnx models only
+        engine = OnnxEngine(loaded.model_path, config, offset=loaded.offset)
         engine_info = engine.info()
-        info.update(
-            provider_active=engine_info["active_providers"][0],
-            model_sha256=engine_info.get("model_sha256"),
-        )
-    rows = _user_rows(user.data, user.n_features, engine.n_features)
-    method = engine.score_samples if "score_samples" in engine.methods else engine.decision_function
-    return Runner(point, method, rows, {"case": "user-model", "model": str(user.model), **info})
-
-
-def split_list(text: str | None, cast: Callable[[str], Any] = str) -> tuple[Any, ...]:
-    """'1,100, 10000' -> (1, 100, 10000); None or '' -> ()."""
-    if not text:
-        return ()
-    return tuple(cast(part.strip()) for part in text.split(",") if part.strip())
+        sha, role = engine_info["model_sha256"], loaded.parity
+        extra_onnx = {
+            "provider_active": engine_info["active_providers"][0],
+            "nodes_per_provider": engine_info["nodes_per_provider"],
+        }
+    info: dict[str, Any] = {
+        "case": user.label,
+        "origin": "user",
+        "model": str(user.reference if point.engine == "sklearn" and user.is_onnx else user.model),
+        "model_sha256": sha,
+        "n_features": loaded.n_features,
+        "estimator": loaded.estimator_name,
+        "method": loaded.method,
+        "parity": role,
+    }
+    if point.engine != "sklearn":
+        info.update(extra_onnx)
+    return Runner(point, getattr(engine, loaded.method), loaded.rows, info)
 
 
 def percentiles(samples: Sequence[float]) -> dict[str, float]:

@@ -2,101 +2,202 @@
 
 from __future__ import annotations
 
-import dataclasses
-from collections.abc import Sequence
+import os
+from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 
-from engines import EngineConfig, EngineError, OnnxEngine, SklearnEngine, load_model
-from engines.export import default_tolerance, input_policy, validation_rows
-from harness.parity import CheckOutcome, ParityTarget, applicable_checks, run_check
-from harness.strategies import split_thresholds
+from engines import (
+    EngineConfig,
+    EngineError,
+    OnnxEngine,
+    SklearnEngine,
+    Tolerance,
+    load_model,
+)
+from engines.export import input_policy, validation_rows
+from engines.metadata import ACCEPTS_INF_KEY, ACCEPTS_NAN_KEY
+from engines.onnx_engine import ModelSource
+from harness.parity import CHECKS, CheckOutcome, ParityTarget, check_plan, run_check
+from harness.strategies import boundary_rows, split_thresholds
 
 __all__ = ["CheckSetupError", "check_pair", "outcomes_table"]
+
+CPU1 = EngineConfig(provider="cpu", intra_op_threads=1)
 
 
 class CheckSetupError(Exception):
     """The pair cannot be checked (unreadable files, different widths, bad data)."""
 
 
-def _rows(data: Path | None, model: object, width: int) -> np.ndarray:
-    if data is None:
-        return validation_rows(model, width, n=256).astype(np.float32)
+def _reference(reference: Any, trusted: Sequence[str], trust_pickle: bool) -> SklearnEngine:
     try:
-        rows = (
-            np.load(data, allow_pickle=False)
-            if data.suffix == ".npy"
-            else np.loadtxt(data, delimiter=",", dtype=np.float32, ndmin=2)
-        )
-    except (OSError, ValueError) as exc:
-        raise CheckSetupError(f"cannot read --data {data}: {exc}") from exc
-    rows = np.asarray(rows, dtype=np.float32)
-    if rows.ndim != 2 or rows.shape[1] != width or not len(rows):
-        raise CheckSetupError(f"--data must hold rows of {width} features, got shape {rows.shape}")
-    return rows
+        if isinstance(reference, str | os.PathLike):
+            estimator = load_model(
+                Path(reference), trusted=list(trusted), trust_pickle=trust_pickle
+            )
+            return SklearnEngine(estimator, model_path=str(reference))
+        return SklearnEngine(reference)
+    except EngineError as exc:
+        raise CheckSetupError(str(exc)) from exc
+
+
+def _candidate(model: ModelSource, ref: SklearnEngine) -> OnnxEngine:
+    """The ONNX engine; where the graph gives one score but not the other (plain skl2onnx:
+    label and scores) it is given the reference's offset_ so it answers both."""
+    try:
+        engine = OnnxEngine(model, CPU1)
+        lacks = (ref.methods - engine.methods) & {"score_samples", "decision_function"}
+        if lacks and ref.offset is not None:
+            engine = OnnxEngine(model, CPU1, offset=ref.offset)
+    except (EngineError, ValueError) as exc:
+        raise CheckSetupError(str(exc)) from exc
+    return engine
+
+
+def _rows(data: Any, ref: SklearnEngine, width: int) -> npt.NDArray[np.float32]:
+    if data is None:
+        rows = validation_rows(ref.estimator, width, n=256)
+    elif isinstance(data, str | os.PathLike):
+        from harness.userdata import DataError, load_rows
+
+        try:
+            return load_rows(Path(data), n_features=width, feature_names=ref.feature_names)
+        except DataError as exc:
+            raise CheckSetupError(str(exc)) from exc
+    else:
+        rows = np.asarray(data)
+        if rows.ndim != 2 or rows.shape[1] != width or not len(rows):
+            raise CheckSetupError(
+                f"data must hold rows of {width} features, got shape {rows.shape}"
+            )
+        if not np.issubdtype(rows.dtype, np.number):
+            raise CheckSetupError(f"data must be numeric, got dtype {rows.dtype}")
+    with np.errstate(over="ignore"):
+        return np.ascontiguousarray(rows, dtype=np.float32)
 
 
 def check_pair(
-    model: Path,
-    reference: Path,
+    model: ModelSource,
+    reference: str | os.PathLike[str] | Any,
     *,
-    data: Path | None = None,
+    data: str | os.PathLike[str] | npt.ArrayLike | None = None,
     profile: str | None = None,
     rtol: float | None = None,
     atol: float | None = None,
+    input_bound: float | None = None,
+    known_gaps: Mapping[str, str] | None = None,
+    trusted: Sequence[str] = (),
+    trust_pickle: bool = False,
 ) -> list[CheckOutcome]:
-    """Every applicable parity check of ``model`` (.onnx) against ``reference`` (.skops)."""
-    try:
-        estimator = load_model(reference)
-        ref = SklearnEngine(estimator)
-        candidate = OnnxEngine(model, EngineConfig(provider="cpu", intra_op_threads=1))
-    except EngineError as exc:
-        raise CheckSetupError(str(exc)) from exc
+    """Every parity check of ``model`` (.onnx) against ``reference`` (.skops), one outcome each.
+
+    Scores are held, row by row, to a bound derived from the reference's own float noise on
+    those rows (``engines.tolerance.derive_bound``), or to ``atol + rtol * |reference|`` when
+    either is given (the other defaults to 0). ``data``: representative rows (a .npy / .csv /
+    .parquet path or an array; default: rows sampled around the reference's fitted state).
+    ``input_bound``: keep generated values within the data's min / max widened that many
+    times its range. ``known_gaps``: check -> reason, run as strict expected failures.
+    ``reference`` may also be a fitted estimator; ``trusted`` / ``trust_pickle`` go to
+    ``engines.load_model``. Raises CheckSetupError when the pair cannot be checked at all;
+    every finding, skip and crash inside a check is an outcome.
+
+    Example:
+        >>> outcomes = check_pair("model.onnx", "model.skops", data="rows.npy")  # doctest: +SKIP
+        >>> [(o.check, o.status) for o in outcomes]  # doctest: +SKIP
+        [('label_exact', 'pass'), ('decision_close', 'pass'), ...]
+    """
+    gaps = dict(known_gaps or {})
+    if unknown := sorted(set(gaps) - set(CHECKS)):
+        raise CheckSetupError(f"known gaps name unknown checks {unknown}; known: {sorted(CHECKS)}")
+    if input_bound is not None and not input_bound >= 0:
+        raise CheckSetupError(
+            f"input_bound must be >= 0 (a multiple of the data's range), got {input_bound}"
+        )
+    ref = _reference(reference, trusted, trust_pickle)
     width = ref.n_features
+    candidate = _candidate(model, ref)
     if width is None or candidate.n_features not in (None, width):
         raise CheckSetupError(
             f"the ONNX model takes {candidate.n_features} features, the reference {width}"
         )
-    exporter = str(candidate.metadata.get("exporter", "skl2onnx"))
-    tolerance = default_tolerance(estimator, exporter)
+    tolerance = None
     if rtol is not None or atol is not None:
-        tolerance = dataclasses.replace(
-            tolerance,
-            rtol=tolerance.rtol if rtol is None else rtol,
-            atol=tolerance.atol if atol is None else atol,
-        )
-    policy = input_policy(estimator, width)
+        try:
+            tolerance = Tolerance(label_agreement=0.0, rtol=rtol or 0.0, atol=atol or 0.0)
+        except ValueError as exc:
+            raise CheckSetupError(str(exc)) from exc
+    base = _rows(data, ref, width)
+    policy = input_policy(ref.estimator, width)
+    boundary = None
+    if "decision_function" in ref.methods and (
+        ref.convention != "pyod" or ref.threshold is not None
+    ):
+        cut = ref.threshold if ref.convention == "pyod" else None
+
+        def margin(X: npt.NDArray[Any]) -> npt.NDArray[Any]:  # >= 0: normal
+            d = np.asarray(ref.decision_function(X), dtype=np.float64)
+            return d if cut is None else cut - d
+
+        boundary = boundary_rows(margin, base, dtype=candidate.input_dtype)
     target = ParityTarget(
         reference=ref,
         candidate=candidate,
-        base_rows=_rows(data, estimator, width),
+        base_rows=base,
         tolerance=tolerance,
-        thresholds=split_thresholds(estimator),
+        thresholds=split_thresholds(ref.estimator),
         accepts_nan=policy["accepts_nan"],
         accepts_inf=policy["accepts_inf"],
-        exact_labels=tolerance.label_agreement == 1.0,
+        exact_labels=False,
+        boundary_rows=boundary,
+        input_bound=input_bound,
+        isolate_non_finite=True,
+        refusals_declared=bool({ACCEPTS_NAN_KEY, ACCEPTS_INF_KEY} & set(candidate.metadata)),
     )
-    return [run_check(name, target, profile=profile) for name in applicable_checks(target)]
+    return [
+        run_check(name, target, profile=profile, known_gap=gaps.get(name))
+        for name, _ in check_plan(target)
+    ]
+
+
+_SHOWN = {"fail": "**FAIL**", "xpass": "**XPASS**"}
 
 
 def outcomes_table(outcomes: Sequence[CheckOutcome]) -> str:
+    """The outcomes as a markdown table, the minimal failing inputs, and a one-line tally."""
     lines = [
         "| check | status | examples | measured | bound | finding |",
         "|---|---|---|---|---|---|",
     ]
     for o in outcomes:
         measured = "-" if o.measured is None else f"{o.measured:.3g}"
-        status = "pass" if o.passed else "**FAIL**"
-        lines.append(
-            f"| {o.check} | {status} | {o.examples} | {measured} | {o.bound} | {o.message} |"
-        )
-    failed = [o for o in outcomes if not o.passed]
-    for o in failed:
-        lines += [
-            "",
-            f"{o.check}: minimal failing input ({len(o.minimal_input or [])} rows):",
-            f"    {o.minimal_input}",
-        ]
-    lines += ["", f"{len(outcomes) - len(failed)} passed, {len(failed)} failed"]
+        status = _SHOWN.get(o.status, o.status)
+        finding = o.message.replace("|", "/").replace("\n", " ")
+        bound = o.bound.replace("|", "/")
+        lines.append(f"| {o.check} | {status} | {o.examples} | {measured} | {bound} | {finding} |")
+    for o in outcomes:
+        if o.status in ("fail", "xfail") and o.minimal_input is not None:
+            lines += [
+                "",
+                f"{o.check}: minimal failing input ({len(o.minimal_input)} rows):",
+                f"    {o.minimal_input}",
+            ]
+    counts = {
+        s: sum(o.status == s for o in outcomes) for s in ("pass", "fail", "skip", "xfail", "xpass")
+    }
+    words = {
+        "pass": "passed",
+        "fail": "failed",
+        "skip": "skipped",
+        "xfail": "xfailed",
+        "xpass": "xpassed",
+    }
+    tally = ", ".join(f"{n} {words[s]}" for s, n in counts.items() if n or s in ("pass", "fail"))
+    undefined = sum(o.undefined_rows for o in outcomes)
+    if undefined:
+        tally += f"; {undefined} rows where the reference is undefined (not judged)"
+    lines += ["", tally]
     return "\n".join(lines)

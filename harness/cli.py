@@ -1,22 +1,50 @@
-"""The ``harness`` command line."""
+"""The ``harness`` command line.
+
+Exit codes, the same for every command (CI can trust them):
+
+- 0: pass.
+- 1: a discrepancy (parity) or a regression (``gate``).
+- 2: a usage or input error: bad options, unreadable model, data or result files.
+- 3: inconclusive under ``--strict`` (``gate``).
+- 4: a fault of the harness itself; one line, the traceback with ``--verbose`` or in a log.
+- 130: interrupted.
+
+Imports are lazy: ``harness --help`` and the light commands load neither onnxruntime nor
+pytest.
+"""
 
 from __future__ import annotations
 
 import argparse
 import json
 import sys
+import tempfile
+import traceback
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-import onnxruntime as ort
+from harness import __version__
+from harness.options import (
+    OptionError,
+    add_selection_options,
+    namespace_get,
+    parse_known_gaps,
+    project_settings,
+    selection_from_options,
+)
 
-from engines import __version__, probe_providers
-from harness.plugin import add_selection_options
+__all__ = ["EXIT_CODES", "build_parser", "main"]
 
-__all__ = ["build_parser", "main"]
+EXIT_CODES = {
+    "pass": 0,
+    "discrepancy": 1,
+    "usage": 2,
+    "inconclusive": 3,
+    "harness_fault": 4,
+    "interrupted": 130,
+}
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -24,11 +52,26 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="harness",
         description="Conformance and performance harness for anomaly detectors exported to ONNX.",
+        epilog="exit codes: 0 pass, 1 discrepancy or regression, 2 usage or input error, "
+        "3 inconclusive (--strict), 4 fault of the harness itself, 130 interrupted",
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    parser.add_argument(
+        "--verbose",
+        action="store_true",
+        help="print tracebacks of harness faults and pytest-benchmark's tables",
+    )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument(
+        "--verbose",
+        action="store_true",
+        default=argparse.SUPPRESS,
+        help="print tracebacks of harness faults and pytest-benchmark's tables",
+    )
     providers = sub.add_parser(
         "providers",
+        parents=[common],
         help="list installed execution providers and which really run on this machine",
         description="Create a tiny session on each provider and report whether it really runs.",
     )
@@ -37,6 +80,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     run = sub.add_parser(
         "run",
+        parents=[common],
         help="the main job: benchmark the zoo (or your model), store results, write reports",
         description="Run the benchmark suites for a profile, store the results under "
         "results/<machine>/<provider>/ and write report.md and report.html.",
@@ -55,6 +99,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     report = sub.add_parser(
         "report",
+        parents=[common],
         help="regenerate report.md and report.html from stored results",
         description="Build the reports from result files or folders (searched recursively); "
         "unreadable files are reported and skipped.",
@@ -68,6 +113,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     compare = sub.add_parser(
         "compare",
+        parents=[common],
         help="put two runs side by side (B / A per benchmark), across machines and providers too",
     )
     compare.add_argument("a", type=Path, help="result file or folder A (the reference)")
@@ -77,6 +123,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     gate = sub.add_parser(
         "gate",
+        parents=[common],
         help="fail CI on statistically real regressions (exit 0 ok, 1 regression, 2 input error)",
         description="Compare CANDIDATE against BASELINE (result files or folders, raw samples "
         "pooled per benchmark) or, with --ab REF, benchmark REF and the working tree in "
@@ -86,6 +133,21 @@ def build_parser() -> argparse.ArgumentParser:
     gate.add_argument("baseline", nargs="?", type=Path, help="baseline result file or folder")
     gate.add_argument("candidate", nargs="?", type=Path, help="candidate result file or folder")
     gate.add_argument("--ab", metavar="REF", help="benchmark git REF and the working tree now")
+    gate.add_argument(
+        "--ab-prepare",
+        metavar="CMD",
+        default=None,
+        help="with --ab: a shell command run in REF's worktree and in the working tree before "
+        "timing, e.g. the export script that writes the --model file",
+    )
+    gate.add_argument(
+        "--model-change",
+        choices=["refuse", "compare"],
+        default=None,
+        help="a user model whose sha256, width or estimator differs between the sides: refuse "
+        "lists it as not comparable, compare gates it marked 'model changed' (default: refuse "
+        "for stored results, compare for --ab, whose point is a changed model)",
+    )
     gate.add_argument(
         "--rounds", type=int, default=100, help="ABBA rounds in all for --ab (default 100)"
     )
@@ -112,6 +174,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     calibrate = sub.add_parser(
         "calibrate",
+        parents=[common],
         help="A/A runs: measure this machine's noise floor and recommend a gate threshold",
     )
     calibrate.add_argument("--runs", type=int, default=3, help="A/A runs (default 3)")
@@ -131,28 +194,80 @@ def build_parser() -> argparse.ArgumentParser:
 
     check = sub.add_parser(
         "check",
-        help="parity of your ONNX model against its scikit-learn reference (exit 1 on any gap)",
+        parents=[common],
+        help="parity of your ONNX model against its reference (exit 1 on a discrepancy)",
         description="Run every applicable parity check with Hypothesis on a model pair and print "
-        "the check, the numbers and the minimal failing input found.",
+        "the check, the measured error, the bound (and how it was derived) and the minimal "
+        "failing input found. Known gaps and input bounds may also be declared under "
+        "[tool.harness] in pyproject.toml (known-gaps, input-bound, trusted).",
     )
     check.add_argument("--model", type=Path, required=True, help="the .onnx model")
     check.add_argument(
-        "--reference", type=Path, required=True, help="the scikit-learn model (.skops)"
+        "--reference",
+        type=Path,
+        required=True,
+        help="the model it was exported from (.skops; .pkl/.joblib with --trust-pickle)",
     )
-    check.add_argument("--data", type=Path, default=None, help="representative rows (.npy or .csv)")
+    check.add_argument(
+        "--data",
+        type=Path,
+        default=None,
+        help="representative rows: .npy, .csv (header optional) or .parquet "
+        "(default: rows generated from the reference)",
+    )
     check.add_argument(
         "--profile",
         choices=["dev", "ci", "nightly"],
         default=None,
-        help="hypothesis effort (default: $HYPOTHESIS_PROFILE or ci)",
+        help="Hypothesis effort: dev 25, ci 40 (derandomized), nightly 500 examples per check "
+        "(default: $HYPOTHESIS_PROFILE, else ci)",
     )
-    check.add_argument("--rtol", type=float, default=None, help="override the score tolerance")
-    check.add_argument("--atol", type=float, default=None)
+    check.add_argument(
+        "--rtol",
+        type=float,
+        default=None,
+        help="fixed relative score tolerance instead of the bound derived from the pair",
+    )
+    check.add_argument(
+        "--atol",
+        type=float,
+        default=None,
+        help="fixed absolute score tolerance instead of the bound derived from the pair",
+    )
+    check.add_argument(
+        "--known-gap",
+        action="append",
+        default=None,
+        metavar="CHECK=REASON",
+        help="a check expected to fail, with the reason (repeatable; strict: exit 1 once it "
+        "passes)",
+    )
+    check.add_argument(
+        "--input-bound",
+        type=float,
+        default=None,
+        metavar="K",
+        help="generated inputs stay within the data's range widened K times (default: "
+        "unbounded, up to float32's limits)",
+    )
+    check.add_argument(
+        "--trusted",
+        action="append",
+        default=None,
+        metavar="TYPE",
+        help="trust this type in the .skops reference (repeatable)",
+    )
+    check.add_argument(
+        "--trust-pickle",
+        action="store_true",
+        help="load a .pkl/.joblib reference (pickle runs code: only files you made)",
+    )
     check.add_argument("--json", type=Path, default=None, help="also write the outcomes as JSON")
     check.set_defaults(handler=_cmd_check)
 
     history = sub.add_parser(
         "history",
+        parents=[common],
         help="each benchmark across stored runs: table, plot, level changes and slow creep",
     )
     history.add_argument("paths", nargs="+", type=Path, help="result folders or files")
@@ -186,7 +301,13 @@ def _cmd_gate(args: argparse.Namespace) -> int:
     from harness.gate import gate
     from harness.store import ResultsError, load_results
 
-    options = {"metric": args.metric, "threshold": args.threshold, "alpha": args.alpha}
+    options: dict[str, Any] = {
+        "metric": args.metric,
+        "threshold": args.threshold,
+        "alpha": args.alpha,
+    }
+    if args.model_change:
+        options["model_change"] = args.model_change
     try:
         if args.ab:
             if args.baseline or args.candidate:
@@ -195,18 +316,25 @@ def _cmd_gate(args: argparse.Namespace) -> int:
                 )
                 return 2
             from harness.ab import ABError, ab_gate
-            from harness.plugin import namespace_get, selection_from_options
 
             try:
-                selection = selection_from_options(namespace_get(args))
+                selection = selection_from_options(namespace_get(args), project_settings())
                 report, seconds, _ = ab_gate(
-                    args.ab, selection, rounds=args.rounds, pairs=args.pairs, **options
+                    args.ab,
+                    selection,
+                    rounds=args.rounds,
+                    pairs=args.pairs,
+                    prepare_cmd=args.ab_prepare,
+                    **options,
                 )
-            except ABError as exc:
+            except (ABError, OptionError) as exc:
                 print(f"harness gate: {exc}", file=sys.stderr)
                 return 2
             print(f"(A/B measured and gated in {seconds:.0f} s)")
         else:
+            if args.ab_prepare:
+                print("harness gate: --ab-prepare applies to --ab REF only", file=sys.stderr)
+                return 2
             if not (args.baseline and args.candidate):
                 print("harness gate: needs BASELINE and CANDIDATE (or --ab REF)", file=sys.stderr)
                 return 2
@@ -234,18 +362,29 @@ def _cmd_gate(args: argparse.Namespace) -> int:
     if args.json:
         args.json.write_text(report.to_json())
     if not report.rows:
-        print("harness gate: no benchmark is present in both runs", file=sys.stderr)
+        print(
+            "harness gate: no benchmark is comparable in both runs (see 'Not comparable' above)",
+            file=sys.stderr,
+        )
         return 2
     if report.regressed:
         return 1
+    if report.inconclusive:
+        print(
+            f"harness gate: {len(report.inconclusive)} inconclusive (see the reasons above; "
+            "plain pytest-benchmark files need --benchmark-save-data for a statistical gate)"
+            + ("" if args.strict else "; --strict makes them exit 3"),
+            file=sys.stderr,
+        )
     if args.strict and report.inconclusive:
         return 3
     return 0
 
 
 def _cmd_calibrate(args: argparse.Namespace) -> int:
+    import numpy as np
+
     from harness.ab import ABError, calibrate
-    from harness.plugin import namespace_get, selection_from_options
 
     try:
         summary = calibrate(
@@ -256,7 +395,7 @@ def _cmd_calibrate(args: argparse.Namespace) -> int:
             alpha=args.alpha,
             results_dir=args.results,
         )
-    except (ABError, ValueError) as exc:
+    except (ABError, OptionError, ValueError) as exc:
         print(f"harness calibrate: {exc}", file=sys.stderr)
         return 2
     print(
@@ -277,6 +416,12 @@ def _cmd_check(args: argparse.Namespace) -> int:
     from harness.check import CheckSetupError, check_pair, outcomes_table
 
     try:
+        settings = project_settings()
+        gaps = {**settings.get("known-gaps", {}), **parse_known_gaps(args.known_gap)}
+        bound = args.input_bound if args.input_bound is not None else settings.get("input-bound")
+        if bound is not None and not bound > 0:
+            raise OptionError(f"--input-bound must be > 0, got {bound}")
+        _writable_file(args.json, "--json")
         outcomes = check_pair(
             args.model,
             args.reference,
@@ -284,14 +429,30 @@ def _cmd_check(args: argparse.Namespace) -> int:
             profile=args.profile,
             rtol=args.rtol,
             atol=args.atol,
+            known_gaps=gaps,
+            input_bound=bound,
+            trusted=(*settings.get("trusted", ()), *(args.trusted or ())),
+            trust_pickle=args.trust_pickle,
         )
-    except CheckSetupError as exc:
+    except (CheckSetupError, OptionError) as exc:
         print(f"harness check: {exc}", file=sys.stderr)
         return 2
     print(outcomes_table(outcomes))
     if args.json:
         args.json.write_text(json.dumps([o.as_dict() for o in outcomes], indent=1, default=float))
-    return 1 if any(not o.passed for o in outcomes) else 0
+    return 1 if any(o.status in ("fail", "xpass", "error") for o in outcomes) else 0
+
+
+def _writable_file(path: Path | None, flag: str) -> None:
+    """Refuse an output file that cannot be written, before the work."""
+    if path is None:
+        return
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with open(path, "a"):
+            pass
+    except OSError as exc:
+        raise OptionError(f"{flag} {path} is not writable: {exc.strerror or exc}") from None
 
 
 def _cmd_history(args: argparse.Namespace) -> int:
@@ -313,24 +474,25 @@ def _cmd_history(args: argparse.Namespace) -> int:
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
-    from harness.plugin import namespace_get, selection_from_options
-    from harness.run import run
+    from harness.run import RunError, run
 
     try:
-        selection = selection_from_options(namespace_get(args))
-    except ValueError as exc:
+        selection = selection_from_options(namespace_get(args), project_settings())
+    except OptionError as exc:
         print(f"harness run: {exc}", file=sys.stderr)
         return 2
-    if selection.user_model is not None and not selection.user_model.model.exists():
-        print(f"harness run: no such model file: {selection.user_model.model}", file=sys.stderr)
+    try:
+        outcome = run(
+            selection,
+            out=args.out,
+            results_dir=None if args.no_store else args.results,
+            json_out=args.json,
+            parity=not args.no_parity,
+            verbose=args.verbose,
+        )
+    except RunError as exc:
+        print(f"harness run: {exc}", file=sys.stderr)
         return 2
-    outcome = run(
-        selection,
-        out=args.out,
-        results_dir=None if args.no_store else args.results,
-        json_out=args.json,
-        parity=not args.no_parity,
-    )
     return outcome.exit_code
 
 
@@ -382,6 +544,10 @@ def _cmd_compare(args: argparse.Namespace) -> int:
 
 
 def _cmd_providers(args: argparse.Namespace) -> int:
+    import onnxruntime as ort
+
+    from engines import probe_providers
+
     statuses = probe_providers()
     if args.json:
         rows = [s.__dict__ for s in statuses]
@@ -398,12 +564,32 @@ def _cmd_providers(args: argparse.Namespace) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of the ``harness`` console script."""
+    """Entry point of the ``harness`` console script; see the module for the exit codes."""
     parser = build_parser()
     args = parser.parse_args(argv)
     handler = getattr(args, "handler", None)
     if handler is None:
         parser.print_help(sys.stderr)
         return 2
-    code: int = handler(args)
+    try:
+        code: int = handler(args)
+    except KeyboardInterrupt:
+        print(f"harness {args.command}: interrupted", file=sys.stderr)
+        return 130
+    except Exception as exc:  # a fault of the harness: one line, the evidence kept
+        if args.verbose:
+            traceback.print_exc()
+            where = "the traceback is above"
+        else:
+            with tempfile.NamedTemporaryFile(
+                "w", prefix="harness-fault-", suffix=".log", delete=False
+            ) as log:
+                traceback.print_exc(file=log)
+            where = f"traceback in {log.name}; --verbose prints it"
+        print(
+            f"harness {args.command}: internal error ({type(exc).__name__}: {exc}); {where}. "
+            "This is a fault of the harness, not a finding about your model: please report it.",
+            file=sys.stderr,
+        )
+        return 4
     return code

@@ -15,7 +15,10 @@ __all__ = ["DATASETS", "Dataset", "load_dataset"]
 
 @dataclasses.dataclass(frozen=True)
 class Dataset:
-    """Training rows (mostly normal) and labelled test rows (-1 anomaly, 1 normal), float32."""
+    """Training rows (mostly normal) and labelled test rows (-1 anomaly, 1 normal), float32.
+
+    ``y_train`` (same -1 / 1 labels) is there for supervised scorers only; None elsewhere.
+    """
 
     name: str
     X_train: npt.NDArray[np.float32] = dataclasses.field(repr=False)
@@ -23,6 +26,7 @@ class Dataset:
     y_test: npt.NDArray[np.int64] = dataclasses.field(repr=False)
     feature_names: tuple[str, ...] = dataclasses.field(repr=False)
     description: str = ""
+    y_train: npt.NDArray[np.int64] | None = dataclasses.field(default=None, repr=False)
 
     @property
     def n_features(self) -> int:
@@ -98,6 +102,31 @@ def breast_cancer(*, seed: int = 0) -> Dataset:
     return Dataset("breast_cancer", X[train], X[test], labels, names, "malignant as anomalies")
 
 
+def breast_cancer_labelled(*, seed: int = 0) -> Dataset:
+    """breast_cancer with labels for training too (supervised scorers): a stratified 60/40 split
+    of all rows, malignant (the minority, 37%) as anomalies (-1), benign as normal (1)."""
+    bunch = load_breast_cancer()
+    X, y = bunch.data.astype(np.float32), np.where(bunch.target == 1, 1, -1).astype(np.int64)
+    rng = np.random.default_rng(seed)
+    train, test = [], []
+    for label in (-1, 1):
+        rows = rng.permutation(np.flatnonzero(y == label))
+        cut = round(0.6 * len(rows))
+        train.append(rows[:cut])
+        test.append(rows[cut:])
+    tr, te = np.sort(np.concatenate(train)), np.sort(np.concatenate(test))
+    names = tuple(str(n) for n in bunch.feature_names)
+    return Dataset(
+        "breast_cancer-labelled",
+        X[tr],
+        X[te],
+        y[te],
+        names,
+        "malignant as anomalies, labelled training rows",
+        y_train=y[tr],
+    )
+
+
 def digits(*, normal_class: int = 0, seed: int = 0) -> Dataset:
     """scikit-learn's digits: one class is normal, the others are anomalies."""
     bunch = load_digits()
@@ -124,6 +153,7 @@ DATASETS: dict[str, Callable[[], Dataset]] = {
     "telemetry": telemetry,
     "telemetry-dense": telemetry_dense,
     "breast_cancer": breast_cancer,
+    "breast_cancer-labelled": breast_cancer_labelled,
     "digits": digits,
     "w1": w1,
 }

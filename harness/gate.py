@@ -10,6 +10,11 @@ Paired mode (results of an interleaved A/B run, ``harness.paired`` on both sides
 A and of B were measured moments apart, so the ratio is exp(median of log(B_i / A_i)), its
 interval a bootstrap of that median, and the test Wilcoxon's signed-rank test: the machine's
 bursts, common to both samples of a pair, cancel.
+
+Benchmarks pair as :func:`harness.store.match` says: never across providers, and never across
+user models whose sha256, input width or estimator differ (those are listed as not comparable,
+unless ``model_change="compare"``). Rows without raw samples (pytest-benchmark without
+``--benchmark-save-data``) cannot be tested: they are inconclusive, with their medians shown.
 """
 
 from __future__ import annotations
@@ -23,8 +28,15 @@ import numpy as np
 import numpy.typing as npt
 from scipy import stats
 
-from harness.report import row_key
-from harness.store import ResultFile
+from harness.store import (
+    BenchmarkKey,
+    ModelChange,
+    ResultFile,
+    keyed_rows,
+    match,
+    pooled_median,
+    pooled_samples,
+)
 
 __all__ = ["GateReport", "GateRow", "Metric", "gate", "holm"]
 
@@ -53,7 +65,7 @@ class GateRow:
 
 @dataclasses.dataclass(frozen=True)
 class GateReport:
-    """All rows, what matched nothing, and the settings."""
+    """All rows, what matched nothing, what must not be compared (name, reason), the settings."""
 
     rows: tuple[GateRow, ...]
     only_baseline: tuple[str, ...]
@@ -63,6 +75,8 @@ class GateReport:
     alpha: float
     confidence: float
     paired: bool = False
+    not_comparable: tuple[tuple[str, str], ...] = ()
+    model_change: ModelChange = "refuse"
 
     @property
     def regressed(self) -> list[GateRow]:
@@ -74,8 +88,10 @@ class GateReport:
 
     def as_dict(self) -> dict[str, Any]:
         out = dataclasses.asdict(self)
+        out["not_comparable"] = [{"name": n, "reason": r} for n, r in self.not_comparable]
         verdicts = ("regressed", "improved", "unchanged", "inconclusive")
         out["summary"] = {v: sum(r.verdict == v for r in self.rows) for v in verdicts}
+        out["summary"]["not_comparable"] = len(self.not_comparable)
         return out
 
     def to_json(self) -> str:
@@ -83,38 +99,52 @@ class GateReport:
 
     def to_markdown(self) -> str:
         counts = self.as_dict()["summary"]
+        if not counts["not_comparable"]:
+            del counts["not_comparable"]
         test = "paired Wilcoxon" if self.paired else "Mann-Whitney U"
         head = (
             f"**Gate** ({self.metric}, threshold {self.threshold:.0%}, {test}, alpha "
             f"{self.alpha:g} with Holm correction, {self.confidence:.0%} bootstrap CI): "
-            + ", ".join(f"{n} {v}" for v, n in counts.items())
+            + ", ".join(f"{n} {v.replace('_', ' ')}" for v, n in counts.items())
         )
-        lines = [
-            head,
-            "",
-            "| benchmark | baseline | candidate | ratio | CI | p (Holm) | verdict |",
-            "|---|---|---|---|---|---|---|",
-        ]
+        lines = [head, ""]
+        if self.rows:
+            lines += [
+                "| benchmark | baseline | candidate | ratio | CI | p (Holm) | verdict |",
+                "|---|---|---|---|---|---|---|",
+            ]
+        else:
+            lines += ["No benchmark is comparable in both runs."]
         order = {"regressed": 0, "inconclusive": 1, "improved": 2, "unchanged": 3}
         for r in sorted(self.rows, key=lambda r: (order[r.verdict], r.name)):
             mark = {"regressed": "**regressed**", "improved": "improved"}.get(r.verdict, r.verdict)
             value = _fmt_value(self.metric)
+            ci = "-" if np.isnan(r.ci_low) else f"[{r.ci_low:.3f}, {r.ci_high:.3f}]"
+            ratio = "-" if np.isnan(r.ratio) else f"{r.ratio:.3f}"
             lines.append(
-                f"| {r.name} | {value(r.baseline)} | {value(r.candidate)} | {r.ratio:.3f} | "
-                f"[{r.ci_low:.3f}, {r.ci_high:.3f}] | {r.p_adjusted:.2g} | {mark}"
+                f"| {_cell(r.name)} | {value(r.baseline)} | "
+                f"{value(r.candidate)} | {ratio} | {ci} | {r.p_adjusted:.2g} | {mark}"
                 + (f" ({r.note})" if r.note else "")
                 + " |"
             )
+        if self.not_comparable:
+            lines += ["", f"Not comparable ({len(self.not_comparable)}, not gated):", ""]
+            lines += [f"- {name}: {reason}" for name, reason in self.not_comparable]
         for side, names in (("baseline", self.only_baseline), ("candidate", self.only_candidate)):
             if names:
                 lines += ["", f"Only in the {side} ({len(names)}, not gated): " + "; ".join(names)]
         return "\n".join(lines) + "\n"
 
 
+def _cell(text: str) -> str:
+    """Text safe inside a markdown table cell (a pytest id may hold a pipe)."""
+    return text.replace("|", "\\|")
+
+
 def _fmt_value(metric: str) -> Any:
     if metric == "speedup":
-        return lambda v: f"{v:.2f}x"
-    return lambda v: f"{v * 1e3:.4g} ms"
+        return lambda v: "-" if np.isnan(v) else f"{v:.2f}x"
+    return lambda v: "-" if np.isnan(v) else f"{v * 1e3:.4g} ms"
 
 
 def holm(p_values: Sequence[float]) -> npt.NDArray[np.float64]:
@@ -130,39 +160,20 @@ def holm(p_values: Sequence[float]) -> npt.NDArray[np.float64]:
     return adjusted
 
 
-def _name(key: tuple[Any, ...]) -> str:
-    case, engine, batch, threads, *provider = key
-    where = f"{engine}-{provider[0]}" if provider and provider[0] not in (None, "-") else engine
-    return f"{case}[{where}]-b{batch}-t{threads}"
+def _samples(rows: Sequence[dict[str, Any]]) -> npt.NDArray[np.float64]:
+    return np.asarray(pooled_samples(rows), dtype=np.float64)
 
 
-def _samples(row: dict[str, Any]) -> npt.NDArray[np.float64]:
-    return np.asarray(row["stats"].get("data") or [], dtype=np.float64)
+_Keyed = list[tuple[BenchmarkKey, dict[str, Any]]]
 
 
-def _sklearn_rows(results: Sequence[ResultFile]) -> dict[tuple[Any, ...], dict[str, Any]]:
-    out = {}
-    for result in results:
-        for row in result.benchmarks:
-            e = row.get("extra_info", {})
-            if e.get("engine") == "sklearn":
-                out[(e.get("case"), e.get("batch_size"), e.get("threads"))] = row
+def _sklearn_rows(keyed: _Keyed) -> dict[tuple[Any, ...], _Keyed]:
+    """The scikit-learn rows of one side per (case, batch, threads): the speed-up yardstick."""
+    out: dict[tuple[Any, ...], _Keyed] = {}
+    for key, row in keyed:
+        if key.engine == "sklearn":
+            out.setdefault((key.case, key.batch_size, key.threads), []).append((key, row))
     return out
-
-
-def _rows_by_key(
-    results: Sequence[ResultFile], with_provider: bool
-) -> dict[tuple[Any, ...], dict[str, Any]]:
-    merged: dict[tuple[Any, ...], dict[str, Any]] = {}
-    for result in results:
-        for row in result.benchmarks:
-            key = row_key(row, with_provider)
-            if key in merged:  # several runs of the same benchmark: pool their raw samples
-                data = [*merged[key]["stats"].get("data", []), *row["stats"].get("data", [])]
-                merged[key] = {**merged[key], "stats": {**merged[key]["stats"], "data": data}}
-            else:
-                merged[key] = row
-    return merged
 
 
 def gate(
@@ -176,54 +187,96 @@ def gate(
     min_samples: int = 5,
     n_resamples: int = 2000,
     seed: int = 0,
+    model_change: ModelChange = "refuse",
 ) -> GateReport:
-    """Compare every benchmark present in both; see the module docstring for the rule."""
+    """Compare every benchmark present in both; see the module docstring for the rule.
+
+    ``model_change="compare"`` pairs a user model with the same name across a change of its
+    file (sha256, input width, estimator), each such row noted "model changed"; by default
+    those are listed in ``not_comparable``. Providers are never paired with each other.
+
+    Example::
+
+        report = gate(load_results(["results/m/cpu"]), load_results(["new.json"]))
+        report.regressed, report.inconclusive, report.not_comparable
+    """
     if metric not in ("median", "p90", "p99", "speedup"):
         raise ValueError(f"metric must be median, p90, p99 or speedup, got {metric!r}")
     if not 0 < threshold < 1:
         raise ValueError(f"threshold must be a fraction in (0, 1), got {threshold}")
     if not 0 < alpha < 1:
         raise ValueError(f"alpha must be in (0, 1), got {alpha}")
-    providers_a = {r.harness.get("provider") for r in baseline}
-    same_provider = providers_a == {r.harness.get("provider") for r in candidate}
-    rows_a = _rows_by_key(baseline, same_provider)
-    rows_b = _rows_by_key(candidate, same_provider)
+    if model_change not in ("refuse", "compare"):
+        raise ValueError(f"model_change must be 'refuse' or 'compare', got {model_change!r}")
+    keyed_a, keyed_b = keyed_rows(baseline), keyed_rows(candidate)
+    sk_a, sk_b = _sklearn_rows(keyed_a), _sklearn_rows(keyed_b)
     if metric == "speedup":  # the scikit-learn rows are the yardstick, not gated themselves
-        rows_a = {k: v for k, v in rows_a.items() if k[1] != "sklearn"}
-        rows_b = {k: v for k, v in rows_b.items() if k[1] != "sklearn"}
-    keys = sorted(rows_a.keys() & rows_b.keys(), key=str)
-    sk_a, sk_b = _sklearn_rows(baseline), _sklearn_rows(candidate)
+        keyed_a = [(k, r) for k, r in keyed_a if k.engine != "sklearn"]
+        keyed_b = [(k, r) for k, r in keyed_b if k.engine != "sklearn"]
+    found = match(keyed_a, keyed_b, model_change=model_change, labels=("baseline", "candidate"))
     paired = (
         all(r.harness.get("paired") for r in (*baseline, *candidate))
         and len(baseline) == len(candidate) == 1
     )
     rng = np.random.default_rng(seed)
-    partial: list[tuple[Any, npt.NDArray[Any], npt.NDArray[Any], Any, str]] = []
-    for key in keys:
-        a, b = _samples(rows_a[key]), _samples(rows_b[key])
+    partial: list[tuple[str, npt.NDArray[Any], npt.NDArray[Any], Any, str]] = []
+    fallback: dict[str, tuple[float, float]] = {}  # medians where no test is possible
+    for pair in found.matched:
+        name, note = pair.key.id, pair.note
+        a, b = _samples(pair.rows_a), _samples(pair.rows_b)
+        if not len(a) or not len(b):
+            sides = [s for s, x in (("baseline", a), ("candidate", b)) if not len(x)]
+            why = (
+                f"no raw samples in the {' and '.join(sides)} (pytest-benchmark keeps them with "
+                "--benchmark-save-data): medians only, no test"
+            )
+            partial.append((name, a, b, None, _join(note, why)))
+            if metric == "median":
+                fallback[name] = (pooled_median(pair.rows_a), pooled_median(pair.rows_b))
+            continue
         if metric == "speedup":
-            yard = (key[0], key[2], key[3])
+            yard = (pair.key.case, pair.key.batch_size, pair.key.threads)
             if yard not in sk_a or yard not in sk_b:
-                partial.append((key, a, b, None, "no scikit-learn row in both runs"))
+                partial.append((name, a, b, None, _join(note, "no scikit-learn row in both runs")))
                 continue
+            refs = match(sk_a[yard], sk_b[yard], model_change=model_change)
+            if len(refs.matched) != 1:
+                reasons = "; ".join(r for _, r in refs.not_comparable) or "not one row per run"
+                why = f"scikit-learn reference not comparable: {reasons}"
+                partial.append((name, a, b, None, _join(note, why)))
+                continue
+            (ref,) = refs.matched
             # Each run's samples in units of its own scikit-learn median: machine drift cancels.
-            a = a / np.median(_samples(sk_a[yard]))
-            b = b / np.median(_samples(sk_b[yard]))
+            a = a / pooled_median(ref.rows_a)
+            b = b / pooled_median(ref.rows_b)
         if paired and len(a) == len(b) and metric in ("median", "speedup"):
             result = _compare_paired(a, b, confidence, min_samples, n_resamples, rng)
         else:
             result = _compare(a, b, metric, confidence, min_samples, n_resamples, rng)
-        partial.append((key, a, b, result, ""))
+        if result is None:
+            note = _join(note, f"fewer than {min_samples} samples")
+        partial.append((name, a, b, result, note))
     p_adjusted = holm([1.0 if result is None else result[0] for _, _, _, result, _ in partial])
     rows = []
-    for (key, a, b, result, note), adjusted in zip(partial, p_adjusted, strict=True):
-        name = _name(key)
+    nan = float("nan")
+    for (name, a, b, result, note), adjusted in zip(partial, p_adjusted, strict=True):
         if result is None:
-            note = note or f"fewer than {min_samples} samples"
-            nan = float("nan")
+            value_a, value_b = fallback.get(name, (nan, nan))
+            ratio = value_b / value_a if value_a else nan
             rows.append(
                 GateRow(
-                    name, len(a), len(b), nan, nan, nan, nan, nan, 1.0, 1.0, "inconclusive", note
+                    name,
+                    len(a),
+                    len(b),
+                    value_a,
+                    value_b,
+                    ratio,
+                    nan,
+                    nan,
+                    1.0,
+                    1.0,
+                    "inconclusive",
+                    note,
                 )
             )
             continue
@@ -244,11 +297,25 @@ def gate(
                 p,
                 float(adjusted),
                 verdict,
+                note,
             )
         )
-    only_a = tuple(sorted(_name(k) for k in rows_a.keys() - rows_b.keys()))
-    only_b = tuple(sorted(_name(k) for k in rows_b.keys() - rows_a.keys()))
-    return GateReport(tuple(rows), only_a, only_b, metric, threshold, alpha, confidence, paired)
+    return GateReport(
+        tuple(rows),
+        tuple(found.only_a),
+        tuple(found.only_b),
+        metric,
+        threshold,
+        alpha,
+        confidence,
+        paired,
+        tuple(found.not_comparable),
+        model_change,
+    )
+
+
+def _join(*notes: str) -> str:
+    return "; ".join(n for n in notes if n)
 
 
 def _compare(

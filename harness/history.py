@@ -1,4 +1,8 @@
-"""``harness history``: each benchmark across runs, with change points and slow creep."""
+"""``harness history``: each benchmark across runs, with change points and slow creep.
+
+A series is one benchmark (see :func:`harness.store.benchmark_key`) on one machine and provider;
+runs whose model differs (a user model's sha256, input width, estimator) start a new series.
+"""
 
 from __future__ import annotations
 
@@ -12,8 +16,8 @@ import numpy as np
 import numpy.typing as npt
 from scipy import stats
 
-from harness.report import REPORT_STYLE, _figure_png, _markdown_tables_to_html, row_key
-from harness.store import ResultFile
+from harness.report import REPORT_STYLE, _figure_png, _markdown_tables_to_html
+from harness.store import ResultFile, RowGroup, benchmark_key, group_rows, identity_labels
 
 __all__ = ["Series", "build_series", "history_html", "history_markdown", "write_history"]
 
@@ -67,25 +71,42 @@ def _creep(values: npt.NDArray[np.float64], threshold: float) -> float | None:
 
 def build_series(results: Sequence[ResultFile], *, threshold: float = 0.05) -> list[Series]:
     """Series per (machine, provider, benchmark), runs ordered by their NNNN file name."""
-    grouped: dict[tuple[str, str, tuple[Any, ...]], list[tuple[str, str, float]]] = defaultdict(
-        list
-    )
-    for result in sorted(results, key=lambda r: (r.path.parent.as_posix(), r.path.name)):
+    ordered = sorted(results, key=lambda r: (r.path.parent.as_posix(), r.path.name))
+    by_place: dict[tuple[str, str], list[tuple[Any, dict[str, Any]]]] = defaultdict(list)
+    for result in ordered:
         h = result.harness
         commit = str((h.get("git") or {}).get("commit") or "nogit")[:8]
         for row in result.benchmarks:
-            group = (str(h.get("machine_id")), str(h.get("provider")), row_key(row, False))
-            grouped[group].append((result.path.name, commit, float(row["stats"]["median"])))
+            # the commit rides along in a copy: rows equal in all but their run stay apart
+            point = {**row, "_run": (result.path.as_posix(), commit)}
+            place = (str(h.get("machine_id")), str(h.get("provider")))
+            by_place[place].append((benchmark_key(row, plain=result.plain), point))
     series = []
-    for (machine, provider, key), points in sorted(grouped.items(), key=lambda kv: str(kv[0])):
-        case, engine, batch, threads = key
-        values = np.array([p[2] for p in points])
-        name = f"{case}[{engine}]-b{batch}-t{threads}"
-        s = Series(machine, provider, name, [p[1] for p in points], values.tolist())
-        s.change_points = _change_points(values)
-        s.creep = _creep(values, threshold)
-        series.append(s)
-    return series
+    for (machine, provider), keyed in by_place.items():
+        groups = group_rows(keyed)
+        per_id: dict[tuple[bool, str, str], list[RowGroup]] = defaultdict(list)
+        ids_per_name: dict[str, set[str]] = defaultdict(set)
+        for group in groups:
+            per_id[group.key.pairs_on].append(group)
+            ids_per_name[group.key.name].add(group.key.id)
+        labels: dict[int, str] = {}
+        for same_id in per_id.values():
+            if len(same_id) > 1:  # a model that changed: one series per model, told apart
+                for group, label in zip(
+                    same_id, identity_labels([g.identity for g in same_id]), strict=True
+                ):
+                    labels[id(group)] = f" ({label})"
+        for group in groups:
+            # the provider is in the place; name it only where one file holds several
+            several = len(ids_per_name[group.key.name]) > 1
+            name = (group.key.id if several else group.key.name) + labels.get(id(group), "")
+            values = np.array([float(row["stats"]["median"]) for row in group.rows])
+            commits = [row["_run"][1] for row in group.rows]
+            s = Series(machine, provider, name, commits, values.tolist())
+            s.change_points = _change_points(values)
+            s.creep = _creep(values, threshold)
+            series.append(s)
+    return sorted(series, key=lambda s: (s.machine, s.provider, s.name))
 
 
 def history_markdown(series: Sequence[Series]) -> str:
@@ -98,8 +119,9 @@ def history_markdown(series: Sequence[Series]) -> str:
     flagged = sorted(series, key=lambda s: (s.flags == "-", s.machine, s.provider, s.name))
     for s in flagged:
         first, last = s.medians[0], s.medians[-1]
+        name = s.name.replace("|", "\\|")  # a pytest id may hold a pipe
         lines.append(
-            f"| {s.machine}/{s.provider} | {s.name} | {len(s.medians)} | {first * 1e3:.4g} ms | "
+            f"| {s.machine}/{s.provider} | {name} | {len(s.medians)} | {first * 1e3:.4g} ms | "
             f"{last * 1e3:.4g} ms | {last / first:.3f} | {s.flags} |"
         )
     return "\n".join(lines) + "\n"

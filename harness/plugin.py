@@ -1,97 +1,93 @@
-"""The harness pytest plugin: options, the session object, and the results JSON block.
+"""The harness pytest plugin: options, fixtures, and one session object in ``config.stash``.
 
-Hooks hand everything to one ``HarnessSession`` kept in ``config.stash``.
+Registered for every pytest run in an environment where the harness is installed, so it is
+dormant until used: loading it imports nothing heavy, and the session object reads git, makes
+temporary folders or writes JSON only once a harness suite, option or fixture asks for it.
+
+Fixtures for a user's own test suite:
+
+- ``harness_check(model, reference, data=...)``: every applicable parity check of the pair,
+  with the bounds and evidence of ``harness check``; declared known gaps are strict.
+- ``harness_benchmark(model, reference=..., data=..., batch_size=...)``: pytest-benchmark
+  timing of the ONNX engine with provider truth, and the reference timed in the same test;
+  stored in the harness store with ``--harness-store DIR``.
 """
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
-import tempfile
+import json
+import os
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from harness.bench import (
-    PROFILES,
-    BenchPoint,
-    Runner,
-    Selection,
-    UserModel,
-    prepare,
-    split_list,
-)
-from harness.machine import git_info, library_versions, machine_id, machine_info
-from harness.store import SCHEMA_VERSION
+from harness.options import add_selection_options, selection_from_options
+from harness.selection import Selection
 
-__all__ = ["HarnessSession", "add_selection_options", "selection_from_options"]
+if TYPE_CHECKING:
+    from harness.bench import BenchPoint, Runner
+    from harness.testing import BenchmarkOutcome, PairVerdict
 
-
-def add_selection_options(add: Any, prefix: str = "") -> None:
-    """Declare the selection options once, for pytest (prefix 'harness-') and the CLI."""
-    add(
-        f"--{prefix}profile",
-        choices=sorted(PROFILES),
-        default="quick",
-        help="quick: every case at batch 1/100/10000, best exporter; full: everything",
-    )
-    add(f"--{prefix}cases", default="", help="comma-separated zoo case names (default: all)")
-    add(
-        f"--{prefix}batch-sizes",
-        default="",
-        help="comma-separated batch sizes (default: profile's)",
-    )
-    add(f"--{prefix}threads", default="", help="comma-separated intra-op thread counts")
-    add(f"--{prefix}providers", default="cpu", help="comma-separated: cpu, cuda, tensorrt")
-    add(f"--{prefix}model", default=None, help="benchmark your own .onnx or .skops model")
-    add(f"--{prefix}reference", default=None, help="scikit-learn reference (.skops) for --model")
-    add(f"--{prefix}data", default=None, help="rows to score (.npy or .csv) for --model")
-    add(f"--{prefix}n-features", type=int, default=None, help="--model input width, without --data")
-
-
-def selection_from_options(get: Any) -> Selection:
-    """Build a Selection from option values (``get(name)`` with dashes as underscores)."""
-    model = get("model")
-    user = None
-    if model:
-        user = UserModel(
-            Path(model),
-            Path(get("reference")) if get("reference") else None,
-            Path(get("data")) if get("data") else None,
-            get("n_features"),
-        )
-    return Selection(
-        profile=get("profile"),
-        cases=split_list(get("cases")),
-        batch_sizes=split_list(get("batch_sizes"), int),
-        threads=split_list(get("threads"), int),
-        providers=split_list(get("providers")) or ("cpu",),
-        user_model=user,
-    )
+__all__ = ["SESSION_KEY", "HarnessSession", "add_speedups"]
 
 
 class HarnessSession:
-    """Selection, prepared runners (cached per point) and the temporary work folder."""
+    """Selection, prepared runners, conformance rows and stored rows of one pytest session.
 
-    def __init__(self, selection: Selection) -> None:
-        self.selection = selection
-        self.git = git_info()  # at the start: what is measured, whatever happens meanwhile
+    Creating it costs nothing: every part is made on first use.
+    """
+
+    def __init__(self, config: pytest.Config) -> None:
+        self._config = config
+        self._selection: Selection | None = None
+        self._git: dict[str, Any] | None = None
+        self._tmp: Any = None
         self._runners: dict[BenchPoint, Runner] = {}
-        self._tmp = tempfile.TemporaryDirectory(prefix="harness-")
-        self.workdir = Path(self._tmp.name)
+        self.conformance: list[dict[str, Any]] = []
+        self.stored_rows: list[dict[str, Any]] = []
+        self.active = False
+
+    @property
+    def selection(self) -> Selection:
+        if self._selection is None:
+            self.active = True
+            self._selection = selection_from_options(
+                lambda name: self._config.getoption(f"harness_{name}")
+            )
+            self.git  # noqa: B018 - what is measured is the tree at the start
+        return self._selection
+
+    @property
+    def git(self) -> dict[str, Any]:
+        if self._git is None:
+            from harness.machine import git_info
+
+            self._git = git_info()
+        return self._git
+
+    @property
+    def workdir(self) -> Path:
+        if self._tmp is None:
+            import tempfile
+
+            self._tmp = tempfile.TemporaryDirectory(prefix="harness-")
+        return Path(self._tmp.name)
 
     def runner(self, point: BenchPoint) -> Runner:
-        # Batch size and thread count do not change what is prepared for ONNX Runtime only
-        # through the session options, so the cache key keeps everything but the batch.
+        """The prepared runner of ``point`` (prepared once per point, whatever the batch)."""
+        from harness.bench import prepare
+
         key = dataclasses.replace(point, batch_size=0)
         if key not in self._runners:
             self._runners[key] = prepare(point, self.selection, self.workdir)
-        runner = self._runners[key]
-        return dataclasses.replace(runner, point=point)
+        return dataclasses.replace(self._runners[key], point=point)
 
     def close(self) -> None:
-        self._tmp.cleanup()
+        if self._tmp is not None:
+            self._tmp.cleanup()
 
 
 SESSION_KEY = pytest.StashKey[HarnessSession]()
@@ -104,11 +100,58 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         group.addoption(name, dest=name.lstrip("-").replace("-", "_"), **kwargs)
 
     add_selection_options(add, prefix="harness-")
+    add(
+        "--harness-store",
+        default=None,
+        metavar="DIR",
+        help="store harness_benchmark timings in this results folder (results/<machine>/...)",
+    )
+    add(
+        "--harness-conformance",
+        default=None,
+        metavar="PATH",
+        help="write the parity suite's conformance summary to PATH.json and PATH.md",
+    )
 
 
 def pytest_configure(config: pytest.Config) -> None:
-    selection = selection_from_options(lambda name: config.getoption(f"harness_{name}"))
-    config.stash[SESSION_KEY] = HarnessSession(selection)
+    config.stash[SESSION_KEY] = HarnessSession(config)
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    harness = session.config.stash.get(SESSION_KEY, None)
+    if harness is None:
+        return
+    target = session.config.getoption("harness_conformance", None)
+    if target:
+        _write_conformance(harness, Path(target))
+    store = session.config.getoption("harness_store", None)
+    if store and harness.stored_rows:
+        from harness.testing import store_rows
+
+        paths = store_rows(harness.stored_rows, Path(store), harness.git)
+        reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+        if reporter is not None:
+            for path in paths:
+                reporter.write_line(f"harness: benchmarks stored in {path}")
+
+
+def _write_conformance(harness: HarnessSession, base: Path) -> None:
+    """Under pytest-xdist each worker writes its part; the controller merges and writes."""
+    worker = os.environ.get("PYTEST_XDIST_WORKER")
+    if worker:
+        base.parent.mkdir(parents=True, exist_ok=True)
+        part = base.with_name(f"{base.name}.part-{worker}.json")
+        part.write_text(json.dumps(harness.conformance))
+        return
+    rows = list(harness.conformance)
+    for part in sorted(base.parent.glob(f"{base.name}.part-*.json")):
+        rows += json.loads(part.read_text())
+        part.unlink()
+    if rows:
+        from harness.conformance import ConformanceRow, write_conformance
+
+        write_conformance([ConformanceRow(**row) for row in rows], base)
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:
@@ -120,16 +163,21 @@ def pytest_unconfigure(config: pytest.Config) -> None:
 def pytest_benchmark_update_json(
     config: pytest.Config, benchmarks: Any, output_json: dict[str, Any]
 ) -> None:
-    """Add the versioned harness block and in-run speed-ups against scikit-learn."""
+    """Add the versioned harness block and in-run speed-ups, in harness sessions only."""
     session = config.stash.get(SESSION_KEY, None)
+    if session is None or not session.active:
+        return  # a plain pytest-benchmark run: its JSON stays exactly pytest-benchmark's
+    from harness.machine import library_versions, machine_id, machine_info
+    from harness.store import SCHEMA_VERSION
+
     info = machine_info()
     output_json["harness"] = {
         "schema_version": SCHEMA_VERSION,
         "machine_id": machine_id(info),
         "machine": info,
         "versions": library_versions(),
-        "git": git_info() if session is None else session.git,
-        "profile": None if session is None else session.selection.profile,
+        "git": session.git,
+        "profile": session.selection.profile,
     }
     add_speedups(output_json.get("benchmarks", []))
 
@@ -150,6 +198,45 @@ def add_speedups(rows: list[dict[str, Any]]) -> None:
         extra["speedup_vs_sklearn"] = ref / median if ref and median else None
 
 
-def namespace_get(args: argparse.Namespace) -> Any:
-    """``get`` for selection_from_options over argparse results."""
-    return lambda name: getattr(args, name)
+@pytest.fixture
+def harness_session(request: pytest.FixtureRequest) -> HarnessSession:
+    """The harness session of this pytest run."""
+    session = request.config.stash[SESSION_KEY]
+    session.active = True
+    return session
+
+
+@pytest.fixture
+def harness_check(harness_session: HarnessSession) -> Callable[..., PairVerdict]:
+    """Check a model pair like ``harness check``; fails the test with the evidence.
+
+    Example::
+
+        def test_parity(harness_check):
+            harness_check("model.onnx", "model.skops", data="rows.csv")
+    """
+    from harness.testing import check_fixture
+
+    return check_fixture
+
+
+@pytest.fixture
+def harness_benchmark(
+    request: pytest.FixtureRequest, harness_session: HarnessSession
+) -> Callable[..., BenchmarkOutcome]:
+    """Time an ONNX model (and its reference, in the same test) with pytest-benchmark.
+
+    Example::
+
+        def test_speed(harness_benchmark):
+            result = harness_benchmark("model.onnx", reference="model.skops", batch_size=100)
+            assert result.active_provider == "CPUExecutionProvider"
+    """
+    from harness.testing import benchmark_fixture
+
+    benchmark = request.getfixturevalue("benchmark")
+
+    def run(model: str | Path, **kwargs: Any) -> BenchmarkOutcome:
+        return benchmark_fixture(benchmark, harness_session, request.node, model, **kwargs)
+
+    return run

@@ -1,4 +1,9 @@
-"""Reports from stored results: report.md (PR-comment ready) and a self-contained report.html."""
+"""Reports from stored results: report.md (PR-comment ready) and a self-contained report.html.
+
+Harness results get speed-up, latency, parity and environment tables and plots; plain
+pytest-benchmark JSON gets a table of its benchmarks (median, IQR, ops) and a bar chart.
+Rows of different benchmarks (machines, providers, user models that differ) never share a cell.
+"""
 
 from __future__ import annotations
 
@@ -6,12 +11,22 @@ import base64
 import html
 import io
 import math
-from collections import defaultdict
+import re
+from collections import Counter, defaultdict
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
-from harness.store import ResultFile
+from harness.store import (
+    Matches,
+    ModelChange,
+    ResultFile,
+    benchmark_key,
+    identity_labels,
+    keyed_rows,
+    match,
+    pooled_median,
+)
 
 __all__ = [
     "REPORT_STYLE",
@@ -19,7 +34,6 @@ __all__ = [
     "compare_rows",
     "render_html",
     "render_markdown",
-    "row_key",
     "write_reports",
 ]
 
@@ -61,6 +75,16 @@ def _fmt_ms(seconds: float | None) -> str:
     return f"{ms:.3f} ms" if ms < 100 else f"{ms:.0f} ms"
 
 
+def _fmt_time(seconds: float | None) -> str:
+    """Any duration, from nanoseconds (plain pytest-benchmark) to seconds."""
+    if seconds is None or not math.isfinite(seconds):
+        return "-"
+    for unit, scale in (("s", 1.0), ("ms", 1e-3), ("us", 1e-6)):
+        if abs(seconds) >= scale:
+            return f"{seconds / scale:.4g} {unit}"
+    return f"{seconds * 1e9:.4g} ns"
+
+
 def _fmt_x(value: float | None) -> str:
     return "-" if value is None else (f"{value:.1f}x" if value < 100 else f"{value:.0f}x")
 
@@ -74,7 +98,7 @@ def _speedup_cell(row: dict[str, Any] | None) -> str:
 
 def _table(header: Sequence[str], body: Iterable[Sequence[str]]) -> list[str]:
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    lines += ["| " + " | ".join(cells) + " |" for cells in body]
+    lines += ["| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |" for cells in body]
     return lines
 
 
@@ -94,7 +118,9 @@ def _environment(results: Sequence[ResultFile]) -> list[tuple[str, str]]:
                     else ""
                 )
                 + (f", {memory / 2**30:.0f} GiB" if memory else "")
-                + f"; provider {h.get('provider')}; profile {h.get('profile')}; "
+                + f"; provider {h.get('provider')}"
+                + (f"; profile {h['profile']}" if h.get("profile") else "")
+                + "; "
                 + ", ".join(f"{k} {val}" for k, val in v.items() if val)
                 + f"; commit {str(g.get('commit'))[:12]}{' (dirty)' if g.get('dirty') else ''}"
                 + f"; {result.data.get('datetime', '')}",
@@ -105,38 +131,60 @@ def _environment(results: Sequence[ResultFile]) -> list[tuple[str, str]]:
 
 def latest_runs(results: Sequence[ResultFile]) -> tuple[list[ResultFile], list[ResultFile]]:
     """(latest run per machine and provider, the older ones). Files sort by their NNNN name."""
-    latest: dict[tuple[Any, Any], ResultFile] = {}
+    latest: dict[tuple[Any, ...], ResultFile] = {}
     older: list[ResultFile] = []
     for result in sorted(results, key=lambda r: (r.path.parent.as_posix(), r.path.name)):
-        key = (result.harness.get("machine_id"), result.harness.get("provider"))
+        key: tuple[Any, ...] = (result.harness.get("machine_id"), result.harness.get("provider"))
+        if result.plain:  # pytest-benchmark storage: one folder per interpreter and project
+            key = (*key, result.path.parent.as_posix())
         if key in latest:
             older.append(latest[key])
         latest[key] = result
     return list(latest.values()), older
 
 
-def render_markdown(results: Sequence[ResultFile], title: str = "Harness report") -> str:
-    """Speed-up per case and batch size, latency percentiles, parity, skips, environment.
+_Series = dict[tuple[str, str], dict[int, dict[str, Any]]]
 
-    Only the latest run per machine and provider is shown; older runs are listed.
+
+def _series(results: Sequence[ResultFile]) -> tuple[_Series, dict[tuple[str, str], str]]:
+    """Harness rows as (case, series) -> batch size -> row, and each series' engine label.
+
+    A series is ``engine@provider tN``, followed by the machine where the results come from
+    several, and by the model (estimator, width, sha256) where a case holds several models:
+    rows of different benchmarks never overwrite each other.
     """
-    results, older = latest_runs(results)
-    rows = _rows(results)
-    lines = [f"# {title}", ""]
-    if older:
-        lines += [
-            f"Latest run per machine and provider; {len(older)} older run(s) not shown "
-            "(compare runs with `harness compare`).",
-            "",
-        ]
-    if not rows:
-        return "\n".join([*lines, "No benchmark rows in these results.", ""])
+    entries = []
+    for result in results:
+        if result.plain:
+            continue
+        machine = str(result.harness.get("machine_id"))
+        for row in result.benchmarks:
+            key = benchmark_key(row)
+            entries.append((str(key.case or "?"), series_name(row), machine, key.identity, row))
+    machines: dict[tuple[str, str], set[str]] = defaultdict(set)
+    identities: dict[tuple[str, str], list[dict[str, Any]]] = defaultdict(list)
+    for case, series, machine, identity, _ in entries:
+        machines[(case, series)].add(machine)
+        if identity not in identities[(case, series)]:
+            identities[(case, series)].append(identity)
+    by_series: _Series = defaultdict(dict)
+    engines: dict[tuple[str, str], str] = {}
+    for case, series, machine, identity, row in entries:
+        suffix = f" on {machine}" if len(machines[(case, series)]) > 1 else ""
+        known = identities[(case, series)]
+        if len(known) > 1:
+            suffix += f" ({identity_labels(known)[known.index(identity)]})"
+        by_series[(case, series + suffix)][_extra(row).get("batch_size", 0)] = row
+        engines[(case, series + suffix)] = str(_extra(row).get("engine", "?")) + suffix
+    return by_series, engines
+
+
+def _harness_sections(results: Sequence[ResultFile]) -> list[str]:
+    """Speed-up, latency, parity, conformance and skips of harness results."""
+    by_series, engines = _series(results)
+    rows = [row for cells in by_series.values() for row in cells.values()]
     batches = sorted({_extra(r).get("batch_size", 0) for r in rows})
-    by_series: dict[tuple[str, str], dict[int, dict[str, Any]]] = defaultdict(dict)
-    for row in rows:
-        e = _extra(row)
-        by_series[(e.get("case", "?"), series_name(row))][e.get("batch_size", 0)] = row
-    lines += ["## Speed-up against scikit-learn (same run; median latency in brackets)", ""]
+    lines = ["## Speed-up against scikit-learn (same run; median latency in brackets)", ""]
     body = []
     for (case, series), cells in sorted(by_series.items()):
         if series.startswith("sklearn"):
@@ -160,10 +208,11 @@ def render_markdown(results: Sequence[ResultFile], title: str = "Harness report"
     )
     lines += ["", "## Parity (ONNX against scikit-learn on each case's test rows)", ""]
     parity: dict[tuple[str, str], dict[str, Any]] = {}
-    for row in rows:
-        e = _extra(row)
-        if e.get("parity") not in (None, "reference", "reference-eager"):
-            parity[(e.get("case", "?"), e.get("engine", "?"))] = e
+    for (case, series), cells in by_series.items():
+        for row in cells.values():
+            e = _extra(row)
+            if e.get("parity") not in (None, "reference", "reference-eager"):
+                parity[(case, engines[(case, series)])] = e
     body = [
         [
             case,
@@ -187,9 +236,93 @@ def render_markdown(results: Sequence[ResultFile], title: str = "Harness report"
     if skipped:
         lines += ["", "## Skipped", ""]
         lines += _table(["benchmark", "reason"], [[s["id"], s["reason"]] for s in skipped])
+    return lines
+
+
+def _plain_sections(results: Sequence[ResultFile]) -> list[str]:
+    """Plain pytest-benchmark results: one table row per benchmark."""
+    several = len(results) > 1
+    body = []
+    for result in results:
+        for row in result.benchmarks:
+            stats = row["stats"]
+            ops = stats.get("ops")
+            cells = [
+                benchmark_key(row, plain=True).id,
+                _fmt_time(stats["median"]),
+                _fmt_time(stats.get("iqr")),
+                "-" if not isinstance(ops, int | float) else f"{ops:,.1f}",
+                str(stats.get("rounds", "-")),
+                "yes" if stats.get("data") else "no",
+            ]
+            body.append([result.label, *cells] if several else cells)
+    header = ["benchmark", "median", "IQR", "ops/s", "rounds", "raw samples"]
+    lines = ["## pytest-benchmark results", ""]
+    lines += _table(["run", *header] if several else header, body)
+    if any(cells[-1] == "no" for cells in body):
+        lines += [
+            "",
+            "Without raw samples (pytest-benchmark's --benchmark-save-data) `harness gate` "
+            "shows medians but cannot test a change.",
+        ]
+    return lines
+
+
+def render_markdown(results: Sequence[ResultFile], title: str = "Harness report") -> str:
+    """Speed-up per case and batch size, latency percentiles, parity, skips, environment;
+    for plain pytest-benchmark files, a table of their benchmarks.
+
+    Only the latest run per machine and provider is shown; older runs are listed.
+    """
+    results, older = latest_runs(results)
+    ours = [r for r in results if not r.plain]
+    plain = [r for r in results if r.plain]
+    lines = [f"# {title}", ""]
+    if older:
+        lines += [
+            f"Latest run per machine and provider; {len(older)} older run(s) not shown "
+            "(compare runs with `harness compare`).",
+            "",
+        ]
+    lines += _pair_parity(ours)
+    if not _rows(results):
+        return "\n".join([*lines, "No benchmark rows in these results.", ""])
+    if _rows(ours):
+        lines += _harness_sections(ours)
+    if _rows(plain):
+        lines += ["", *_plain_sections(plain)] if _rows(ours) else _plain_sections(plain)
     lines += ["", "## Environment", ""]
     lines += _table(["result", "machine and versions"], _environment(results))
     return "\n".join(lines) + "\n"
+
+
+def _pair_parity(results: Sequence[ResultFile]) -> list[str]:
+    """The verdict of ``harness run --model --reference``'s parity checks, first."""
+    lines: list[str] = []
+    seen = set()
+    for result in results:
+        parity = result.harness.get("parity")
+        if not isinstance(parity, dict) or parity.get("model") in seen:
+            continue
+        seen.add(parity.get("model"))
+        outcomes = [o for o in parity.get("outcomes", []) if isinstance(o, dict)]
+        verdict = "PASS" if parity.get("verdict") == "pass" else "**FAIL**"
+        counts = Counter(str(o.get("status")) for o in outcomes)
+        summary = ", ".join(f"{n} {status}" for status, n in sorted(counts.items()))
+        lines += [f"## Parity of {parity.get('model')}: {verdict}", "", f"{summary}.", ""]
+        body = [
+            [
+                str(o.get("check")),
+                str(o.get("status")),
+                "-" if o.get("measured") is None else f"{float(o['measured']):.3g}",
+                str(o.get("bound", "")).replace("|", "/"),
+            ]
+            for o in outcomes
+            if o.get("status") != "pass"
+        ]
+        if body:
+            lines += [*_table(["check", "status", "measured", "bound"], body), ""]
+    return lines
 
 
 # -- HTML ---------------------------------------------------------------------------------
@@ -206,20 +339,21 @@ def _grid(n: int) -> tuple[int, int]:
     return math.ceil(n / cols), cols
 
 
-def _plots(rows: list[dict[str, Any]]) -> list[tuple[str, str]]:
+def _plots(results: Sequence[ResultFile]) -> list[tuple[str, str]]:
+    """Speed-up, latency, throughput and parity plots of harness results."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    cases = sorted({_extra(r).get("case", "?") for r in rows})
-    series: dict[str, dict[str, list[tuple[int, dict[str, Any]]]]] = defaultdict(
-        lambda: defaultdict(list)
-    )
-    for row in rows:
-        series[_extra(row).get("case", "?")][series_name(row)].append(
-            (_extra(row).get("batch_size", 0), row)
-        )
+    by_series, _ = _series(results)
+    rows = [row for cells in by_series.values() for row in cells.values()]
+    if not rows:
+        return []
+    cases = sorted({case for case, _ in by_series})
+    series: dict[str, dict[str, list[tuple[int, dict[str, Any]]]]] = defaultdict(dict)
+    for (case, name), cells in by_series.items():
+        series[case][name] = list(cells.items())
     figures = []
     specs = [
         (
@@ -285,6 +419,43 @@ def _plots(rows: list[dict[str, Any]]) -> list[tuple[str, str]]:
     return figures
 
 
+def _plain_plot(results: Sequence[ResultFile], max_bars: int = 60) -> list[tuple[str, str]]:
+    """Median time per benchmark of plain pytest-benchmark results, IQR as error bars."""
+    bars = [
+        (f"{row['name']}" + (f" ({result.label})" if len(results) > 1 else ""), row["stats"])
+        for result in results
+        for row in result.benchmarks
+    ][:max_bars]
+    if not bars:
+        return []
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    medians = [max(float(stats["median"]), 1e-12) for _, stats in bars]
+    iqr = [float(stats.get("iqr") or 0.0) / 2 for _, stats in bars]
+    fig, ax = plt.subplots(figsize=(8, 1.0 + 0.28 * len(bars)), layout="constrained")
+    positions = range(len(bars))
+    ax.barh(positions, medians, xerr=iqr, color="tab:blue", alpha=0.8)
+    ax.set_yticks(positions, [name for name, _ in bars], fontsize=7)
+    ax.invert_yaxis()
+    ax.set_xscale("log")
+    ax.set_xlabel("median time per call (s), IQR bars")
+    ax.set_title("pytest-benchmark results")
+    ax.grid(True, axis="x", which="both", alpha=0.3)
+    title = "pytest-benchmark medians"
+    figure = (title, _figure_png(fig))
+    plt.close(fig)
+    return [figure]
+
+
+def _cells(line: str) -> list[str]:
+    """The cells of one markdown table line; ``\\|`` is a pipe inside a cell."""
+    cells = re.split(r"(?<!\\)\|", line.strip().strip("|"))
+    return [c.strip().replace("\\|", "|") for c in cells]
+
+
 def _markdown_tables_to_html(markdown: str) -> str:
     """The report's markdown (headings and pipe tables only) as HTML."""
     out: list[str] = []
@@ -294,9 +465,7 @@ def _markdown_tables_to_html(markdown: str) -> str:
         if not table:
             return
         header, *body = [
-            [html.escape(c.strip()) for c in line.strip("|").split("|")]
-            for line in table
-            if not line.startswith("|---")
+            [html.escape(c) for c in _cells(line)] for line in table if not line.startswith("|---")
         ]
         out.append(
             "<table><thead><tr>" + "".join(f"<th>{c}</th>" for c in header) + "</tr></thead><tbody>"
@@ -323,21 +492,23 @@ def _markdown_tables_to_html(markdown: str) -> str:
 def render_html(results: Sequence[ResultFile], title: str = "Harness report") -> str:
     """A self-contained page: the markdown report's tables plus embedded PNG plots."""
     markdown = render_markdown(results, title)
-    rows = _rows(latest_runs(results)[0])
+    latest = latest_runs(results)[0]
+    plots = _plots([r for r in latest if not r.plain]) + _plain_plot([r for r in latest if r.plain])
     figures = "".join(
         f'<figure><img alt="{html.escape(name)}" src="data:image/png;base64,{png}"/>'
         f"<figcaption>{html.escape(name)}</figcaption></figure>"
-        for name, png in (_plots(rows) if rows else [])
+        for name, png in plots
     )
     body = _markdown_tables_to_html(markdown)
     # The speed-up table first, then the plots, then the detail tables.
-    marker = "<h2>Latency percentiles"
+    marker = "<h2>Latency percentiles" if "<h2>Latency percentiles" in body else "<h2>Environment"
     head, found, rest = body.partition(marker)
     rest = found + rest
+    plots_html = f"<h2>Plots</h2>{figures}" if figures else ""
     style = REPORT_STYLE
     return (
         f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
-        f"<style>{style}</style></head><body>{head}<h2>Plots</h2>{figures}{rest}</body></html>"
+        f"<style>{style}</style></head><body>{head}{plots_html}{rest}</body></html>"
     )
 
 
@@ -356,49 +527,56 @@ def write_reports(
 # -- compare ------------------------------------------------------------------------------
 
 
-def row_key(row: dict[str, Any], with_provider: bool = True) -> tuple[Any, ...]:
-    """What makes two rows the same benchmark: case, engine, batch, threads (and provider)."""
-    e = _extra(row)
-    key = (e.get("case"), e.get("engine"), e.get("batch_size"), e.get("threads"))
-    return (*key, e.get("provider_requested")) if with_provider else key
-
-
 def compare_rows(
-    a: Sequence[ResultFile], b: Sequence[ResultFile]
-) -> tuple[list[tuple[tuple[Any, ...], dict[str, Any], dict[str, Any]]], list[str], list[str]]:
-    """Matched (key, row_a, row_b) and the keys found on one side only."""
-    providers_a = {r.harness.get("provider") for r in a}
-    providers_b = {r.harness.get("provider") for r in b}
-    same_provider = providers_a == providers_b
-    rows_a = {row_key(r, same_provider): r for r in _rows(a)}
-    rows_b = {row_key(r, same_provider): r for r in _rows(b)}
-    matched = [(k, rows_a[k], rows_b[k]) for k in sorted(rows_a.keys() & rows_b.keys(), key=str)]
-    only_a = sorted(str(k) for k in rows_a.keys() - rows_b.keys())
-    only_b = sorted(str(k) for k in rows_b.keys() - rows_a.keys())
-    return matched, only_a, only_b
+    a: Sequence[ResultFile], b: Sequence[ResultFile], *, model_change: ModelChange = "refuse"
+) -> Matches:
+    """The benchmarks of A and B paired as :func:`harness.store.match` pairs them."""
+    return match(keyed_rows(a), keyed_rows(b), model_change=model_change)
 
 
-def compare_markdown(a: Sequence[ResultFile], b: Sequence[ResultFile]) -> str:
-    """Two runs side by side: medians and the ratio B / A per matched benchmark."""
-    matched, only_a, only_b = compare_rows(a, b)
+def _ratio(a: float, b: float) -> str:
+    return f"{b / a:.2f}" if a else "-"
+
+
+def compare_markdown(
+    a: Sequence[ResultFile], b: Sequence[ResultFile], *, model_change: ModelChange = "refuse"
+) -> str:
+    """Two runs side by side: medians and the ratio B / A per matched benchmark, then what
+    is not comparable (and why) and what is on one side only. ``model_change="compare"``
+    pairs a user model across a change of its file and lists what changed."""
+    matched, only_a, only_b, not_comparable = compare_rows(a, b, model_change=model_change)
     label_a = ", ".join(r.label for r in a) or "A"
     label_b = ", ".join(r.label for r in b) or "B"
     lines = ["# Comparison", "", f"- A: {label_a}", f"- B: {label_b}", ""]
-    body = []
-    for key, ra, rb in matched:
-        ma, mb = ra["stats"]["median"], rb["stats"]["median"]
-        body.append(
-            [
-                str(key[0]),
-                str(key[1]),
-                f"{key[2]:,}",
-                str(key[3]),
-                _fmt_ms(ma),
-                _fmt_ms(mb),
-                f"{mb / ma:.2f}" if ma else "-",
-            ]
+    ours = [p for p in matched if not p.key.plain]
+    plain = [p for p in matched if p.key.plain]
+    if not matched:
+        lines += ["No benchmark is comparable in both."]
+    if ours:
+        body = []
+        for pair in ours:
+            k = pair.key
+            ma, mb = pooled_median(pair.rows_a), pooled_median(pair.rows_b)
+            batch = f"{k.batch_size:,}" if isinstance(k.batch_size, int) else str(k.batch_size)
+            cells = [str(k.case), str(k.engine), batch, str(k.threads), k.provider]
+            body.append([*cells, _fmt_ms(ma), _fmt_ms(mb), _ratio(ma, mb)])
+        header = ["case", "engine", "batch", "threads", "provider", "A median", "B median"]
+        lines += _table([*header, "B / A"], body)
+    if plain:
+        body = []
+        for pair in plain:
+            ma, mb = pooled_median(pair.rows_a), pooled_median(pair.rows_b)
+            body.append([pair.key.id, _fmt_time(ma), _fmt_time(mb), _ratio(ma, mb)])
+        lines += ([""] if ours else []) + _table(
+            ["benchmark", "A median", "B median", "B / A"], body
         )
-    lines += _table(["case", "engine", "batch", "threads", "A median", "B median", "B / A"], body)
+    changed = [(p.key.id, p.note) for p in matched if p.note]
+    if changed:
+        lines += ["", f"Compared across a model change ({len(changed)}):", ""]
+        lines += [f"- {name}: {note}" for name, note in changed]
+    if not_comparable:
+        lines += ["", f"Not comparable ({len(not_comparable)}):", ""]
+        lines += [f"- {name}: {reason}" for name, reason in not_comparable]
     for side, keys in (("A", only_a), ("B", only_b)):
         if keys:
             lines += [

@@ -1,4 +1,8 @@
-"""``harness run``: the main job. Benchmarks (and parity summaries), results, reports."""
+"""``harness run``: the main job. Parity, benchmarks, results, reports.
+
+The suites ship inside the installed package (``harness.suites``) and run in a pytest session
+of their own, isolated from the configuration of whatever folder the user runs in.
+"""
 
 from __future__ import annotations
 
@@ -14,49 +18,20 @@ from typing import Any
 
 import pytest
 
-from harness.bench import Selection, build_points
-from harness.machine import git_info, machine_id
-from harness.report import write_reports
-from harness.store import ResultFile, load_result, write_result
+from harness.bench import build_points
+from harness.options import to_pytest_args
+from harness.selection import Selection
 
-__all__ = ["RunOutcome", "run"]
+__all__ = ["RunError", "RunOutcome", "run"]
 
-SUITE = Path(__file__).resolve().parent.parent / "suites" / "bench" / "test_inference.py"
-PARITY = Path(__file__).resolve().parent.parent / "suites" / "parity"
+BENCH_SUITE = "harness.suites.bench"
+PARITY_SUITE = "harness.suites.parity"
+#: The configuration of the nested pytest sessions: nothing of the user's pytest settings.
+_INI = "[pytest]\npython_files = test_*.py\n"
 
 
-def run_parity(out: Path, profile: str = "ci") -> tuple[int, list[dict[str, Any]]]:
-    """The parity suite (Hypothesis profile ``profile``, two workers); its conformance rows."""
-    target = out / "conformance"
-    saved = {k: os.environ.get(k) for k in ("HARNESS_CONFORMANCE", "HYPOTHESIS_PROFILE")}
-    os.environ.update(HARNESS_CONFORMANCE=str(target), HYPOTHESIS_PROFILE=profile)
-    try:
-        code = int(
-            pytest.main(
-                [
-                    str(PARITY),
-                    "-q",
-                    "-n",
-                    "2",
-                    "-p",
-                    "no:cacheprovider",
-                    "-o",
-                    "addopts=",
-                    "--no-header",
-                    "-W",
-                    "ignore::pytest.PytestAssertRewriteWarning",
-                ]
-            )
-        )
-    finally:
-        for key, value in saved.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
-    path = target.with_suffix(".json")
-    rows: list[dict[str, Any]] = json.loads(path.read_text()) if path.exists() else []
-    return code, rows
+class RunError(Exception):
+    """The run cannot start as asked (unwritable output, bad model or data): exit 2."""
 
 
 class _Collector:
@@ -80,7 +55,7 @@ class _Collector:
 
 
 class RunOutcome:
-    """What a run produced."""
+    """What a run produced; ``exit_code`` follows the CLI's policy (see ``harness --help``)."""
 
     def __init__(
         self,
@@ -107,24 +82,65 @@ def _outside_xdist() -> Iterator[None]:
         os.environ.update(saved)
 
 
-def _pytest_args(selection: Selection, json_path: Path) -> list[str]:
-    args = [
-        str(SUITE),
+def _suites_root() -> Path:
+    import harness.suites
+
+    return Path(harness.suites.__file__).resolve().parent
+
+
+def _pytest(suite: str, args: list[str], workdir: Path, plugins: list[Any]) -> int:
+    """Run an installed suite in a pytest session isolated from the caller's configuration."""
+    ini = workdir / "pytest.ini"
+    ini.write_text(_INI)
+    base = [
+        "--pyargs",
+        suite,
+        "-c",
+        str(ini),
+        "--rootdir",
+        str(_suites_root()),  # readable ids: bench/test_inference.py::...
         "-p",
         "no:cacheprovider",
-        "-p",
-        "no:xdist",  # timing runs serially; also when harness run itself runs inside xdist
-        "-o",
-        "addopts=",  # the project's addopts disable benchmarks for unit-test runs
-        "-o",
-        "python_files=test_*.py",
-        "-v",
         "--no-header",
-        "-W",
-        "ignore::pytest_benchmark.logger.PytestBenchmarkWarning",
         # this process already imported the harness plugin: pytest cannot rewrite it again
         "-W",
         "ignore::pytest.PytestAssertRewriteWarning",
+    ]
+    code = int(pytest.main(base + args, plugins=plugins))
+    if code == int(pytest.ExitCode.INTERRUPTED):
+        raise KeyboardInterrupt  # pytest caught Ctrl-C; it is not the run's to swallow
+    return code
+
+
+def run_parity(
+    out: Path, selection: Selection, workdir: Path, profile: str = "ci"
+) -> tuple[int, list[dict[str, Any]]]:
+    """The zoo parity suite (Hypothesis profile ``profile``, two workers); its conformance."""
+    target = out / "conformance"
+    saved = os.environ.get("HYPOTHESIS_PROFILE")
+    os.environ["HYPOTHESIS_PROFILE"] = profile  # read by the xdist workers too
+    try:
+        args = ["-q", "-n", "2", "--harness-conformance", str(target)]
+        if selection.cases:
+            args += ["--harness-cases", ",".join(selection.cases)]
+        code = _pytest(PARITY_SUITE, args, workdir, [])
+    finally:
+        if saved is None:
+            os.environ.pop("HYPOTHESIS_PROFILE", None)
+        else:
+            os.environ["HYPOTHESIS_PROFILE"] = saved
+    path = target.with_suffix(".json")
+    rows: list[dict[str, Any]] = json.loads(path.read_text()) if path.exists() else []
+    return code, rows
+
+
+def _bench_args(selection: Selection, json_path: Path, verbose: bool) -> list[str]:
+    return [
+        "-p",
+        "no:xdist",  # timing runs serially; also when harness run itself runs inside xdist
+        "-v" if verbose else "-q",
+        "-W",
+        "ignore::pytest_benchmark.logger.PytestBenchmarkWarning",
         "--benchmark-enable",
         "--benchmark-json",
         str(json_path),
@@ -132,28 +148,8 @@ def _pytest_args(selection: Selection, json_path: Path) -> list[str]:
         "median,ops,rounds",
         "--benchmark-sort",
         "name",
-        "--harness-profile",
-        selection.profile,
-        "--harness-providers",
-        ",".join(selection.providers),
+        *to_pytest_args(selection),
     ]
-    if selection.cases:
-        args += ["--harness-cases", ",".join(selection.cases)]
-    if selection.batch_sizes:
-        args += ["--harness-batch-sizes", ",".join(map(str, selection.batch_sizes))]
-    if selection.threads:
-        args += ["--harness-threads", ",".join(map(str, selection.threads))]
-    user = selection.user_model
-    if user is not None:
-        args += ["--harness-model", str(user.model)]
-        for flag, value in (
-            ("reference", user.reference),
-            ("data", user.data),
-            ("n-features", user.n_features),
-        ):
-            if value is not None:
-                args += [f"--harness-{flag}", str(value)]
-    return args
 
 
 def _split_by_provider(
@@ -167,10 +163,70 @@ def _split_by_provider(
             for row in data.get("benchmarks", [])
             if row.get("extra_info", {}).get("provider_requested") in (provider, "-")
         ]
-        if any(r["extra_info"].get("provider_requested") == provider for r in rows):
+        if any(r["extra_info"].get("provider_requested") == provider for r in rows) or (
+            rows and provider == providers[0]  # a scikit-learn-only run (--model x.skops)
+        ):
             block = dict(data["harness"], provider=provider)
             out[provider] = {**data, "benchmarks": rows, "harness": block}
     return out
+
+
+def _writable(folder: Path, what: str) -> None:
+    """Create ``folder`` and prove it writable now, before any work."""
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=folder, prefix=".harness-probe-"):
+            pass
+    except OSError as exc:
+        raise RunError(f"{what} {folder} is not writable: {exc.strerror or exc}") from None
+
+
+def preflight(selection: Selection, out: Path, results_dir: Path | None) -> None:
+    """Everything that can be checked before the work: outputs, model, reference, data."""
+    _writable(out, "--out")
+    if results_dir is not None:
+        _writable(results_dir, "--results")
+    if selection.user_model is not None:
+        from harness.usermodel import UserModelError, load_user_model
+
+        try:
+            load_user_model(selection.user_model)
+        except UserModelError as exc:
+            raise RunError(str(exc)) from None
+
+
+def _user_parity(selection: Selection, out: Path) -> dict[str, Any] | None:
+    """``harness check`` on the user's pair; its verdict for the results and the report."""
+    user = selection.user_model
+    if user is None or user.reference is None or not user.is_onnx:
+        return None
+    from harness.check import CheckSetupError, check_pair, outcomes_table
+    from harness.usermodel import load_user_model
+
+    loaded = load_user_model(user)
+    print(f"harness run: parity of {user.model} against {user.reference}", flush=True)
+    try:
+        outcomes = check_pair(
+            user.model,
+            user.reference,
+            data=loaded.rows if user.data is not None else None,
+            known_gaps=user.gaps,
+            input_bound=user.input_bound,
+            trusted=user.trusted,
+            trust_pickle=user.trust_pickle,
+        )
+    except CheckSetupError as exc:
+        raise RunError(str(exc)) from None
+    table = outcomes_table(outcomes)
+    (out / "parity.md").write_text(f"# Parity of {user.label}\n\n{table}\n")
+    print(table, flush=True)
+    failed = [o.check for o in outcomes if o.status in ("fail", "xpass", "error")]
+    return {
+        "model": user.label,
+        "verdict": "fail" if failed else "pass",
+        "failed": failed,
+        "outcomes": [o.as_dict() for o in outcomes],
+    }
 
 
 def run(
@@ -180,12 +236,17 @@ def run(
     results_dir: Path | None,
     json_out: Path | None = None,
     parity: bool = True,
+    verbose: bool = False,
 ) -> RunOutcome:
-    """Run the benchmark suite for ``selection``, store results, write report.md/report.html."""
-    if not SUITE.exists():
-        raise FileNotFoundError(
-            f"benchmark suite not found at {SUITE}: run the harness from a checkout of the project"
-        )
+    """Check parity, run the benchmarks for ``selection``, store results, write the reports.
+
+    Raises RunError before any work when an output folder, the model or the data is unusable.
+    """
+    from harness.machine import git_info, machine_id
+    from harness.report import write_reports
+    from harness.store import ResultFile, load_result, write_result
+
+    preflight(selection, out, results_dir)
     points = build_points(selection)
     n_cases = len({p.case for p in points})
     print(
@@ -197,19 +258,27 @@ def run(
     collector = _Collector()
     start = time.perf_counter()
     parity_code, conformance = 0, list[dict[str, Any]]()
-    if selection.user_model is None and parity:
-        print("harness run: parity suite (Hypothesis ci profile)", flush=True)
-        parity_code, conformance = run_parity(out)
+    user_parity = None
     with tempfile.TemporaryDirectory(prefix="harness-run-") as tmp:
-        json_path = Path(tmp) / "bench.json"
+        workdir = Path(tmp)
+        if parity and selection.user_model is None:
+            print("harness run: parity suite (Hypothesis ci profile)", flush=True)
+            parity_code, conformance = run_parity(out, selection, workdir)
+        elif parity:
+            user_parity = _user_parity(selection, out)
+        json_path = workdir / "bench.json"
         with _outside_xdist():
-            code = int(pytest.main(_pytest_args(selection, json_path), plugins=[collector]))
+            code = _pytest(
+                BENCH_SUITE, _bench_args(selection, json_path, verbose), workdir, [collector]
+            )
         if not json_path.exists():
             print(f"harness run: no benchmark ran (pytest exit {code})", file=sys.stderr)
-            return RunOutcome(code or 1, [], None, collector)
+            return RunOutcome(4, [], None, collector)
         data = json.loads(json_path.read_text())
     data["harness"]["skipped"] = collector.skipped
     data["harness"]["conformance"] = conformance
+    if user_parity is not None:
+        data["harness"]["parity"] = user_parity
     data["harness"]["seconds"] = time.perf_counter() - start
     if json_out is not None:  # the whole run, every provider, for --ab and calibrate
         from engines._io import atomic_write_bytes
@@ -229,13 +298,9 @@ def run(
         )
         paths.append(path)
         results.append(load_result(path))
-    title = "Harness report" + (" - your model" if selection.user_model else "")
+    user = selection.user_model
+    title = "Harness report" + (f" - {user.label}" if user else "")
     reports = write_reports(results, out, title) if results else None
-    parity_failures = [
-        row["extra_info"]["case"] + "/" + row["extra_info"]["engine"]
-        for row in data.get("benchmarks", [])
-        if row["extra_info"].get("parity") == "fail"
-    ]
     print(
         f"\nharness run: {collector.passed} benchmarks, {len(collector.skipped)} skipped, "
         f"{len(collector.failed)} failed in {time.perf_counter() - start:.0f} s"
@@ -244,9 +309,36 @@ def run(
         print(f"  results: {path}")
     if reports:
         print(f"  report:  {reports[0]}\n  report:  {reports[1]}")
-    if parity_failures:
-        print(f"  parity FAILED for {sorted(set(parity_failures))}", file=sys.stderr)
-    if parity_code != 0:
-        print("  parity suite FAILED: see out/conformance.md", file=sys.stderr)
-    failed = code != 0 or bool(parity_failures) or parity_code != 0
-    return RunOutcome(1 if failed else 0, paths, reports, collector)
+    export_failures = sorted(
+        {
+            f"{row['extra_info']['case']}/{row['extra_info']['engine']}"
+            for row in data.get("benchmarks", [])
+            if row["extra_info"].get("parity") == "fail"
+        }
+    )
+    if export_failures:
+        print(f"  export validation FAILED for {export_failures}", file=sys.stderr)
+    parity_failed = (
+        parity_code == 1
+        or bool(export_failures)
+        or (user_parity is not None and bool(user_parity["failed"]))
+    )
+    if parity_code == 1:
+        print(f"  parity suite FAILED: see {out / 'conformance.md'}", file=sys.stderr)
+    elif parity_code not in (0, 5):
+        print(f"  parity suite did not run (pytest exit {parity_code})", file=sys.stderr)
+    if user_parity is not None and user_parity["failed"]:
+        print(
+            f"  parity FAILED for {user_parity['model']}: {', '.join(user_parity['failed'])} "
+            f"(see {out / 'parity.md'})",
+            file=sys.stderr,
+        )
+    if collector.failed:
+        print(f"  benchmarks that crashed: {', '.join(collector.failed)}", file=sys.stderr)
+    if parity_failed:
+        exit_code = 1
+    elif code != 0 or parity_code not in (0, 5):
+        exit_code = 4  # a benchmark or the parity suite crashed: not a finding about the model
+    else:
+        exit_code = 0
+    return RunOutcome(exit_code, paths, reports, collector)

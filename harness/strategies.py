@@ -1,14 +1,15 @@
 """Hypothesis strategies for parity testing: inputs that find real discrepancies.
 
 Rows are drawn around a dataset (in-distribution, far outliers, duplicated rows, constant
-columns), at / just above / just below a tree model's split thresholds (np.nextafter), with
-NaN and +-inf where the estimator accepts them, subnormals, huge magnitudes, float64 vs
-float32. Model hyperparameters for the estimators the zoo covers.
+columns), at / just above / just below a tree model's split thresholds (np.nextafter), on
+either side of the reference's decision boundary, with NaN and +-inf where the estimator
+accepts them, subnormals, huge magnitudes, float64 vs float32, optionally within a bound
+around the data. Model hyperparameters for the estimators the zoo covers.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
@@ -16,7 +17,9 @@ import numpy.typing as npt
 from hypothesis import strategies as st
 
 __all__ = [
+    "boundary_rows",
     "hyperparameters",
+    "input_box",
     "input_rows",
     "split_thresholds",
     "training_data",
@@ -45,6 +48,83 @@ def split_thresholds(model: Any) -> list[tuple[int, float]]:
     return out
 
 
+def input_box(
+    base: npt.ArrayLike, input_bound: float
+) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64]]:
+    """Per-column (low, high): the base rows' min / max widened by ``input_bound`` x their range
+    (a constant column's range counts as max(|value|, 1))."""
+    rows = np.asarray(base, dtype=np.float64)
+    if not input_bound >= 0:
+        raise ValueError(
+            f"input_bound must be >= 0 (a multiple of the data's range), got {input_bound}"
+        )
+    finite = np.isfinite(rows)
+    low = np.where(finite, rows, np.inf).min(axis=0, initial=np.inf)
+    high = np.where(finite, rows, -np.inf).max(axis=0, initial=-np.inf)
+    low, high = np.where(np.isfinite(low), low, 0.0), np.where(np.isfinite(high), high, 0.0)
+    span = high - low
+    span = np.where(span > 0, span, np.maximum(np.abs(high), 1.0))
+    return low - input_bound * span, high + input_bound * span
+
+
+def boundary_rows(
+    decision: Callable[[npt.NDArray[Any]], npt.ArrayLike],
+    base: npt.ArrayLike,
+    *,
+    pairs: int = 24,
+    steps: int = 24,
+    near: tuple[float, float] = (1e-5, 1e-2),
+    dtype: Any = np.float32,
+    seed: int = 0,
+) -> npt.NDArray[Any]:
+    """Rows at and near the decision boundary, found by bisecting segments from rows
+    ``decision`` calls normal to rows it calls anomalous.
+
+    The first ``2 * pairs`` rows are the last pair on either side of the boundary; the rest are
+    points probed on the way whose |decision| lies within ``near`` times the decision's scale
+    on the base rows (its 90th percentile of |decision|): close enough to the boundary for a
+    label threshold moved by a little to flip them, far enough to be above float noise. Where
+    no base row is anomalous, rows scaled away from the centre stand in. No rows when the
+    decision never changes sign.
+    """
+    rows = np.asarray(base, dtype=np.float64)
+    rows = rows[np.isfinite(rows).all(axis=1)]
+    if not len(rows):
+        return np.zeros((0, np.shape(base)[1]), dtype=dtype)
+    rng = np.random.default_rng(seed)
+
+    def value(X: npt.NDArray[Any]) -> npt.NDArray[np.float64]:
+        with np.errstate(all="ignore"):
+            return np.asarray(decision(X.astype(dtype)), dtype=np.float64).reshape(-1)
+
+    d = value(rows)
+    inside = d >= 0
+    finite = np.abs(d[np.isfinite(d)])
+    scale = float(np.percentile(finite, 90)) if len(finite) else 1.0
+    normal, anomalous = rows[inside], rows[~inside]
+    if not len(anomalous) and len(normal):  # push rows outwards until the decision turns
+        centre = normal.mean(axis=0)
+        for factor in (3.0, 10.0, 100.0):
+            far = centre + (normal - centre) * factor
+            anomalous = far[~(value(far) >= 0)]
+            if len(anomalous):
+                break
+    if not len(normal) or not len(anomalous):
+        return np.zeros((0, rows.shape[1]), dtype=dtype)
+    a = normal[rng.integers(0, len(normal), pairs)]
+    b = anomalous[rng.integers(0, len(anomalous), pairs)]
+    probed = []
+    low, high = near[0] * scale, near[1] * scale
+    for _ in range(steps):  # a stays normal, b stays anomalous; they close in on the boundary
+        middle = ((a + b) / 2).astype(dtype).astype(np.float64)
+        d = value(middle)
+        ok = d >= 0
+        probed.append(middle[(np.abs(d) >= low) & (np.abs(d) <= high)])
+        a = np.where(ok[:, None], middle, a)
+        b = np.where(ok[:, None], b, middle)
+    return np.concatenate([a, b, *probed]).astype(dtype)
+
+
 @st.composite
 def input_rows(
     draw: st.DrawFn,
@@ -55,36 +135,35 @@ def input_rows(
     allow_nan: bool = False,
     allow_inf: bool = False,
     dtype: Any = np.float32,
+    boundary: npt.NDArray[Any] | None = None,
+    input_bound: float | None = None,
 ) -> npt.NDArray[Any]:
     """A batch of rows built from ``base`` rows with the edits real discrepancies hide in.
 
     ``base`` is a 2-D array of representative rows (a dataset's test rows). Each row is a base
     row, possibly with: a feature set at / just below / just above a split threshold, a far
-    outlier scaling, a duplicated row, a subnormal or huge value, and NaN / inf when allowed.
+    outlier scaling, a duplicated row, a subnormal or huge value, and NaN / inf when allowed;
+    or one of the ``boundary`` rows (either side of the reference's decision boundary).
+    With ``input_bound`` finite values stay within ``input_box(base, input_bound)``.
     """
     base = np.asarray(base)
     if base.ndim != 2 or len(base) == 0:
         raise ValueError(f"base must be a non-empty 2-D array, got shape {base.shape}")
+    if boundary is not None and (np.ndim(boundary) != 2 or np.shape(boundary)[1] != base.shape[1]):
+        raise ValueError(
+            f"boundary rows must have {base.shape[1]} columns, got {np.shape(boundary)}"
+        )
+    box = None if input_bound is None else input_box(base, input_bound)
+    edits = ["none", "threshold", "threshold", "outlier", "duplicate", "subnormal", "huge"]
+    edits += ["nan", "inf"]
+    if boundary is not None and len(boundary):
+        edits += ["boundary", "boundary"]
     n = draw(_as_strategy(max_rows).flatmap(lambda m: st.integers(1, max(1, int(m)))))
     width = base.shape[1]
     rows: list[npt.NDArray[np.float64]] = []
     for _ in range(n):
         row = base[draw(st.integers(0, len(base) - 1))].astype(np.float64)
-        edit = draw(
-            st.sampled_from(
-                [
-                    "none",
-                    "threshold",
-                    "threshold",
-                    "outlier",
-                    "duplicate",
-                    "subnormal",
-                    "huge",
-                    "nan",
-                    "inf",
-                ]
-            )
-        )
+        edit = draw(st.sampled_from(edits))
         column = draw(st.integers(0, width - 1))
         if edit == "threshold" and thresholds:
             column, t64 = thresholds[draw(st.integers(0, len(thresholds) - 1))]
@@ -105,6 +184,10 @@ def input_rows(
             row[column] = np.nan
         elif edit == "inf" and allow_inf:
             row[column] = draw(st.sampled_from([np.inf, -np.inf]))
+        elif edit == "boundary" and boundary is not None:
+            row = np.asarray(boundary[draw(st.integers(0, len(boundary) - 1))], dtype=np.float64)
+        if box is not None:
+            row = np.where(np.isfinite(row), np.clip(row, *box), row)
         rows.append(row)
     with np.errstate(over="ignore"):
         return np.asarray(rows).astype(dtype)

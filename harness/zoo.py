@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import importlib
 from collections.abc import Callable, Mapping
 from functools import cache
 from types import MappingProxyType
@@ -18,12 +19,13 @@ from sklearn.preprocessing import StandardScaler
 from sklearn.svm import OneClassSVM
 
 from engines import ExportReport, PCAReconstructionDetector, Tolerance, export
+from engines.detectors import SupervisedScorer
 from harness.datasets import Dataset, load_dataset
 
 __all__ = ["CASES", "EXPORTERS", "ModelCase", "cases", "exported", "fitted"]
 
 Profile = Literal["fast", "regular", "large"]
-EXPORTERS: tuple[str, ...] = ("native", "skl2onnx", "torch")
+EXPORTERS: tuple[str, ...] = ("native", "skl2onnx", "torch", "onnxmltools")
 _PROFILE_ORDER = {"fast": 0, "regular": 1, "large": 2}
 
 NO_NATIVE = "no native exporter for this estimator: skl2onnx's graph is used"
@@ -52,6 +54,9 @@ class ModelCase:
     known_gaps: Mapping[str, str] = dataclasses.field(default_factory=dict)
     profile: Profile = "fast"
     description: str = ""
+    #: The first ``harness run`` profile that times this case: variants of a detector on
+    #: further data sets are timed by the full profile only, so the quick one stays quick.
+    benchmark: Literal["quick", "full"] = "quick"
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "unsupported", _frozen(self.unsupported))
@@ -69,6 +74,22 @@ class ModelCase:
     def tolerance(self, exporter: str) -> Tolerance | None:
         """The case's own bound for ``exporter`` (None: the exporter's default)."""
         return self.tolerances.get(exporter)
+
+
+def _lightgbm_scorer() -> Any:
+    from lightgbm import LGBMClassifier
+
+    classifier = LGBMClassifier(
+        n_estimators=100, num_leaves=15, n_jobs=1, random_state=0, verbose=-1
+    )
+    return SupervisedScorer(classifier, threshold=0.5, anomaly_class=-1)
+
+
+def _xgboost_scorer() -> Any:
+    from xgboost import XGBClassifier
+
+    classifier = XGBClassifier(n_estimators=100, max_depth=4, n_jobs=1, random_state=0)
+    return SupervisedScorer(classifier, threshold=0.5, anomaly_class=-1)
 
 
 def _autoencoder() -> Any:
@@ -112,7 +133,99 @@ _MIXTURE_GAPS = _gaps(
     fallback=("score_close", "errors_match"),
 )
 _SKL_ONLY = {"native": NO_NATIVE, "torch": NOT_SKLEARN}
+_BOOSTED = "a gradient-boosted classifier wrapped as a scorer: converted by onnxmltools only"
+_SCORER_ONLY = {"native": _BOOSTED, "skl2onnx": _BOOSTED, "torch": NOT_SKLEARN}
 _TREE_TORCH = {"torch": NOT_SKLEARN}
+
+
+def _pyod(module: str, name: str, **params: Any) -> Callable[[], Any]:
+    """A PyOD detector factory: PyOD is imported when the case is fitted, not when listed."""
+
+    def factory() -> Any:
+        return getattr(importlib.import_module(f"pyod.models.{module}"), name)(**params)
+
+    return factory
+
+
+_PYOD_ONLY = {
+    "skl2onnx": "a PyOD detector: exported by engines' native PyOD graphs only",
+    "torch": NOT_SKLEARN,
+}
+# telemetry-dense: telemetry without its constant columns (a covariance must be full rank).
+_PYOD_DATASETS = {
+    "telemetry": "",
+    "telemetry-dense": "",
+    "breast_cancer": "-bc",
+    "digits": "-digits",
+}
+_ALONE = "; scores each row alone (PyOD ranks a batch jointly)"
+
+
+def _pyod_cases(
+    stem: str,
+    factory: Callable[[], Any],
+    description: str,
+    datasets: tuple[str, ...] = ("telemetry", "breast_cancer", "digits"),
+    fast: bool = True,
+) -> tuple[ModelCase, ...]:
+    """One case per data set ("pyod-knn", "pyod-knn-bc", ...); "fast" on telemetry only."""
+    return tuple(
+        ModelCase(
+            f"pyod-{stem}{_PYOD_DATASETS[dataset]}",
+            factory,
+            dataset,
+            ("native",),
+            _PYOD_ONLY,
+            profile="fast" if fast and dataset.startswith("telemetry") else "regular",
+            description=f"{description}, on {dataset}",
+            benchmark="quick" if dataset.startswith("telemetry") else "full",
+        )
+        for dataset in datasets
+    )
+
+
+_PYOD_CASES: tuple[ModelCase, ...] = (
+    *_pyod_cases("iforest", _pyod("iforest", "IForest", random_state=0), "PyOD IForest, 100 trees"),
+    *_pyod_cases("ocsvm", _pyod("ocsvm", "OCSVM"), "PyOD OCSVM, rbf kernel"),
+    # Not on digits: integer pixels tie neighbour distances, and LOF's score depends on which
+    # tied row is chosen (0.6% apart measured).
+    *_pyod_cases(
+        "lof", _pyod("lof", "LOF"), "PyOD LOF, 20 neighbours", ("telemetry", "breast_cancer")
+    ),
+    *_pyod_cases("knn", _pyod("knn", "KNN"), "PyOD KNN, distance to the 5th neighbour"),
+    *_pyod_cases(
+        "knn-mean", _pyod("knn", "KNN", method="mean"), "PyOD KNN, mean of 5", ("telemetry",)
+    ),
+    *_pyod_cases(
+        "knn-median",
+        _pyod("knn", "KNN", method="median", n_neighbors=6),
+        "PyOD KNN, median of 6",
+        ("telemetry",),
+    ),
+    # 5 components: all of them would include constant columns' zero-variance components,
+    # which PyOD's weighted PCA divides by (threshold_ nan).
+    *_pyod_cases("pca", _pyod("pca", "PCA", n_components=5), "PyOD PCA, 5 components"),
+    # numba compiles HBOS's scoring on first use: ~15 s per process and input dtype.
+    *_pyod_cases("hbos", _pyod("hbos", "HBOS"), "PyOD HBOS, 10 bins", fast=False),
+    *_pyod_cases(
+        "hbos-auto",
+        _pyod("hbos", "HBOS", n_bins="auto"),
+        "PyOD HBOS, bins per feature",
+        ("telemetry",),
+        fast=False,
+    ),
+    *_pyod_cases("ecod", _pyod("ecod", "ECOD"), "PyOD ECOD" + _ALONE, fast=False),
+    *_pyod_cases("copod", _pyod("copod", "COPOD"), "PyOD COPOD" + _ALONE, fast=False),
+    *_pyod_cases(
+        "mcd",
+        _pyod("mcd", "MCD", random_state=0),
+        "PyOD MCD, squared Mahalanobis distance",
+        ("telemetry-dense", "breast_cancer"),
+    ),
+    *_pyod_cases(
+        "gmm", _pyod("gmm", "GMM", n_components=2, random_state=0), "PyOD GMM, 2 components"
+    ),
+)
 
 CASES: tuple[ModelCase, ...] = (
     ModelCase(
@@ -172,9 +285,9 @@ CASES: tuple[ModelCase, ...] = (
         "ocsvm-rbf",
         lambda: OneClassSVM(kernel="rbf", gamma="scale", nu=0.05),
         "telemetry",
-        ("skl2onnx",),
-        _SKL_ONLY,
-        description="OneClassSVM, rbf kernel",
+        _BOTH,
+        _TREE_TORCH,
+        description="OneClassSVM, rbf kernel (native: float64 kernel graph; skl2onnx: float32)",
     ),
     ModelCase(
         "sgd-ocsvm",
@@ -253,6 +366,7 @@ CASES: tuple[ModelCase, ...] = (
         known_gaps={"onnx-torch-int8:batch_invariance": _INT8_BATCH},
         description="MLP autoencoder (torch), reconstruction error with a contamination threshold",
     ),
+    *_PYOD_CASES,
     ModelCase(
         "iforest-w1",
         lambda: IsolationForest(n_estimators=300, random_state=0),
@@ -261,6 +375,24 @@ CASES: tuple[ModelCase, ...] = (
         _TREE_TORCH,
         profile="large",
         description="W1: IsolationForest(300) on 10,000 x 25 standard normal",
+    ),
+    ModelCase(
+        "lgbm-scorer",
+        _lightgbm_scorer,
+        "breast_cancer-labelled",
+        ("onnxmltools",),
+        _SCORER_ONLY,
+        profile="regular",  # fast once bench/conformance pick "onnxmltools" as a best exporter
+        description="LightGBM classifier (100 trees) as a supervised scorer: p(malignant) > 0.5",
+    ),
+    ModelCase(
+        "xgb-scorer",
+        _xgboost_scorer,
+        "breast_cancer-labelled",
+        ("onnxmltools",),
+        _SCORER_ONLY,
+        profile="regular",  # fast once bench/conformance pick "onnxmltools" as a best exporter
+        description="XGBoost classifier (100 trees) as a supervised scorer: p(malignant) > 0.5",
     ),
 )
 
@@ -282,7 +414,10 @@ def cases(profile: Profile = "large", names: list[str] | None = None) -> list[Mo
 def fitted(name: str) -> Any:
     """The case's detector fitted on its dataset's training rows (once per process)."""
     case = _BY_NAME[name]
-    return case.factory().fit(case.data().X_train)
+    data = case.data()
+    if data.y_train is not None:  # supervised scorers learn from labelled training rows
+        return case.factory().fit(data.X_train, data.y_train)
+    return case.factory().fit(data.X_train)
 
 
 @cache

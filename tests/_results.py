@@ -1,4 +1,4 @@
-"""Fixture result files (pytest-benchmark JSON with a harness block) built in code."""
+"""Fixture result files (pytest-benchmark JSON with or without a harness block) built in code."""
 
 from __future__ import annotations
 
@@ -19,7 +19,9 @@ def bench_row(
     threads: int = 1,
     speedup: float | None = None,
     parity: str = "pass",
+    extra: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
+    """A harness row; ``extra`` adds or overrides ``extra_info`` keys (origin, model_sha256...)."""
     data = [float(s) for s in samples]
     arr = np.asarray(data)
     provider_requested = "-" if engine == "sklearn" else provider
@@ -45,8 +47,86 @@ def bench_row(
             "p99_ms": float(np.percentile(arr, 99) * 1e3),
             "samples_per_s": batch / float(np.median(arr)),
             "speedup_vs_sklearn": speedup,
+            **(extra or {}),
         },
         "stats": _stats(arr, data),
+    }
+
+
+def user_row(
+    name: str,
+    engine: str,
+    samples: list[float] | np.ndarray,
+    *,
+    sha: str | None = "3fa2" + "0" * 60,
+    n_features: int | None = 25,
+    estimator: str | None = "IsolationForest",
+    provider: str = "cpu",
+    batch: int = 1,
+) -> dict[str, Any]:
+    """A row of a user's own model, with the identity keys bench.py writes."""
+    identity = {
+        "origin": "user",
+        "model_sha256": sha,
+        "n_features": n_features,
+        "estimator": estimator,
+    }
+    return bench_row(name, engine, batch, samples, provider=provider, extra=identity)
+
+
+def plain_row(
+    name: str,
+    samples: list[float] | np.ndarray,
+    *,
+    module: str = "tests/test_speed.py",
+    save_data: bool = True,
+    extra_info: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """A row as plain pytest-benchmark writes it (no harness keys); ``save_data`` is
+    ``--benchmark-save-data``."""
+    data = [float(s) for s in samples]
+    stats = _stats(np.asarray(data), data)
+    if not save_data:
+        del stats["data"]
+    return {
+        "group": None,
+        "name": name,
+        "fullname": f"{module}::{name}",
+        "params": None,
+        "param": None,
+        "extra_info": extra_info or {},
+        "options": {"disable_gc": False, "timer": "perf_counter", "min_rounds": 5},
+        "stats": stats,
+    }
+
+
+def plain_payload(
+    rows: list[dict[str, Any]],
+    *,
+    brand: str | None = "AMD EPYC 7B13 Processor",
+    count: int | None = 2,
+    node: str = "build-host",
+    commit: str = "b" * 40,
+) -> dict[str, Any]:
+    """A whole ``pytest --benchmark-json`` file."""
+    cpu: dict[str, Any] = {"arch": "X86_64", "bits": 64}
+    if brand is not None:
+        cpu["brand_raw"] = brand
+    if count is not None:
+        cpu["count"] = count
+    return {
+        "machine_info": {
+            "node": node,
+            "processor": "x86_64",
+            "machine": "x86_64",
+            "python_version": "3.11.7",
+            "system": "Linux",
+            "cpu": cpu,
+        },
+        "commit_info": {"id": commit, "dirty": False, "project": "demo", "branch": "main"},
+        "benchmarks": rows,
+        "datetime": "2026-11-25T00:00:00.000000+00:00",
+        "version": "5.3.1",
     }
 
 

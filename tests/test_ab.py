@@ -8,10 +8,11 @@ from pathlib import Path
 
 import pytest
 
-from harness.ab import ROOT, Worker, ab_gate, calibrate, interleave, run_pairs
+from harness.ab import Worker, ab_gate, calibrate, interleave, run_pairs
 from harness.bench import BenchPoint, Selection
 from harness.cli import main
 
+ROOT = Path(__file__).resolve().parent.parent  # this project's checkout
 POINTS = [
     BenchPoint("iforest-100", "onnx-native", "cpu", 1, 1),
     BenchPoint("iforest-100", "onnx-native", "cuda", 1, 1),
@@ -29,6 +30,8 @@ def test_workers_time_blocks_alternately(tmp_path: Path) -> None:
     with open(tmp_path / "log", "w") as log:
         a, b = Worker(ROOT, POINTS, tmp_path, log), Worker(ROOT, POINTS, tmp_path, log)
         try:
+            # The installed harness times; this checkout's engines are what is tested.
+            assert a.engines_path.resolve() == ROOT / "engines" / "__init__.py"
             assert a.points[POINTS[0].id]["calls"] >= 1
             assert (
                 "not usable" in a.points[POINTS[1].id]["skip"]
@@ -66,12 +69,8 @@ def test_run_pairs_refuses_zero_pairs(tmp_path: Path) -> None:
 
 @pytest.mark.slow
 def test_ab_gate_against_head_is_unchanged_or_inconclusive() -> None:
-    try:
-        _git("cat-file", "-e", "HEAD:harness/worker.py")
-    except subprocess.CalledProcessError:
-        pytest.skip("HEAD predates harness.worker (an uncommitted working tree)")
     report, seconds, (a, b) = ab_gate(
-        "HEAD", Selection(cases=("iforest-100",), batch_sizes=(64,)), rounds=6, pairs=2
+        "HEAD", Selection(cases=("iforest-100",), batch_sizes=(64,)), rounds=6, pairs=2, cwd=ROOT
     )
     assert seconds > 0
     assert {r.verdict for r in report.rows} <= {
@@ -90,7 +89,10 @@ def test_ab_gate_against_head_is_unchanged_or_inconclusive() -> None:
 
 
 @pytest.mark.slow
-def test_ab_with_a_ref_that_predates_the_worker_exits_2(capsys: pytest.CaptureFixture[str]) -> None:
+def test_ab_with_a_ref_whose_engines_the_harness_cannot_run_exits_2(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(ROOT)  # the CLI tests the repository it runs in
     root_commit = _git("rev-list", "--max-parents=0", "HEAD").splitlines()[0]
     code = main(
         [
@@ -109,7 +111,10 @@ def test_ab_with_a_ref_that_predates_the_worker_exits_2(capsys: pytest.CaptureFi
     assert "cannot be A/B tested" in capsys.readouterr().err
 
 
-def test_ab_unknown_ref_exits_2(capsys: pytest.CaptureFixture[str]) -> None:
+def test_ab_unknown_ref_exits_2(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(ROOT)
     assert main(["gate", "--ab", "no-such-ref-anywhere"]) == 2
     assert "rev-parse" in capsys.readouterr().err
 

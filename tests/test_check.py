@@ -1,8 +1,8 @@
-"""Self-test: `harness check` catches deliberately broken models and passes the correct one."""
+"""Self-test: `harness check` (check_pair) catches deliberately broken models and passes the
+correct one, with bounds derived from the pair; setup problems are CheckSetupError."""
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from pathlib import Path
 
@@ -14,7 +14,7 @@ from onnx import numpy_helper
 from sklearn.ensemble import IsolationForest
 
 from engines import export
-from harness.cli import main
+from harness.check import CheckSetupError, check_pair, outcomes_table
 from harness.datasets import telemetry
 
 pytestmark = pytest.mark.slow
@@ -77,93 +77,106 @@ def drop_nan_routing(model: onnx.ModelProto, forest: IsolationForest, rows: np.n
     tracks.ints[:] = [0] * len(tracks.ints)
 
 
+def shift_scores(model: onnx.ModelProto, forest: IsolationForest, rows: np.ndarray) -> None:
+    """Both score outputs + 1e-4: far below the old fixed rtol=1e-3, atol=1e-4."""
+    for node in model.graph.node:
+        for i, name in enumerate(node.output):
+            if name in ("decision_function", "score_samples"):
+                node.output[i] = f"{name}__raw"
+                shift = numpy_helper.from_array(np.array(1e-4, np.float32), f"{name}__shift")
+                model.graph.initializer.append(shift)
+                model.graph.node.append(
+                    onnx.helper.make_node("Add", [f"{name}__raw", shift.name], [name])
+                )
+
+
+def swap_two_columns(model: onnx.ModelProto, forest: IsolationForest, rows: np.ndarray) -> None:
+    """Columns 0 and 1 arrive swapped: a Gather in front of the graph."""
+    given = model.graph.input[0]
+    original, given.name = given.name, "X_as_given"
+    order = list(range(rows.shape[1]))
+    order[0], order[1] = 1, 0
+    perm = numpy_helper.from_array(np.array(order, np.int64), "swapped")
+    model.graph.initializer.append(perm)
+    model.graph.node.insert(
+        0, onnx.helper.make_node("Gather", [given.name, perm.name], [original], axis=1)
+    )
+
+
 FAULTS: dict[str, Callable[[onnx.ModelProto, IsolationForest, np.ndarray], None]] = {
     "one-leaf-perturbed": perturb_one_leaf,
     "label-threshold-off-by-epsilon": shift_label_threshold,
     "wrong-offset": wrong_offset,
     "nan-routing-dropped": drop_nan_routing,
+    "scores-shifted-1e-4": shift_scores,
+    "two-columns-swapped": swap_two_columns,
 }
 
 
-def test_the_correct_model_passes(
-    pair: tuple[Path, Path, Path, IsolationForest], tmp_path: Path
-) -> None:
+def test_the_correct_model_passes(pair: tuple[Path, Path, Path, IsolationForest]) -> None:
     good, ref, data, _ = pair
-    code = main(
-        [
-            "check",
-            "--model",
-            str(good),
-            "--reference",
-            str(ref),
-            "--data",
-            str(data),
-            "--json",
-            str(tmp_path / "out.json"),
-        ]
-    )
-    assert code == 0
-    outcomes = json.loads((tmp_path / "out.json").read_text())
-    assert {o["check"] for o in outcomes} >= {
+    outcomes = check_pair(good, ref, data=data)
+    assert {o.check for o in outcomes} >= {
         "label_exact",
         "score_close",
         "decision_close",
         "errors_match",
         "batch_invariance",
+        "roundtrip",
     }
-    assert all(o["passed"] for o in outcomes)
+    assert all(o.status == "pass" for o in outcomes), outcomes_table(outcomes)
+    score = next(o for o in outcomes if o.check == "score_close")
+    assert "float32 noise of the reference" in score.bound
+    assert score.bound_value is not None
+    assert score.bound_value < 1e-4  # the old fixed atol: the derived bound is far tighter
+    assert outcomes_table(outcomes).endswith(f"{len(outcomes)} passed, 0 failed")
 
 
 @pytest.mark.parametrize("fault", sorted(FAULTS))
 def test_planted_faults_are_caught(
-    pair: tuple[Path, Path, Path, IsolationForest],
-    tmp_path: Path,
-    fault: str,
-    capsys: pytest.CaptureFixture[str],
+    pair: tuple[Path, Path, Path, IsolationForest], tmp_path: Path, fault: str
 ) -> None:
     good, ref, data, forest = pair
     model = onnx.load_model(good)
     FAULTS[fault](model, forest, np.load(data))
     broken = tmp_path / f"{fault}.onnx"
     onnx.save_model(model, broken)
-    code = main(
-        [
-            "check",
-            "--model",
-            str(broken),
-            "--reference",
-            str(ref),
-            "--data",
-            str(data),
-            "--json",
-            str(tmp_path / "out.json"),
-        ]
-    )
-    assert code == 1, f"{fault} was not caught"
-    out = capsys.readouterr().out
-    assert "**FAIL**" in out
-    assert "minimal failing input" in out
-    failed = [o for o in json.loads((tmp_path / "out.json").read_text()) if not o["passed"]]
-    assert all(o["minimal_input"] for o in failed if o["check"] != "quantized_rank")
+    outcomes = check_pair(broken, ref, data=data)
+    failed = [o for o in outcomes if o.status == "fail"]
+    assert failed, f"{fault} was not caught:\n{outcomes_table(outcomes)}"
+    table = outcomes_table(outcomes)
+    assert "**FAIL**" in table
+    assert "minimal failing input" in table
+    assert all(o.minimal_input for o in failed)
 
 
-def test_setup_errors_exit_2(
-    pair: tuple[Path, Path, Path, IsolationForest], tmp_path: Path
+def test_the_python_api_takes_objects_and_declared_gaps(
+    pair: tuple[Path, Path, Path, IsolationForest],
 ) -> None:
-    good, ref, _, _ = pair
-    assert main(["check", "--model", str(tmp_path / "nope.onnx"), "--reference", str(ref)]) == 2
-    np.save(tmp_path / "narrow.npy", np.zeros((3, 2), np.float32))
-    assert (
-        main(
-            [
-                "check",
-                "--model",
-                str(good),
-                "--reference",
-                str(ref),
-                "--data",
-                str(tmp_path / "narrow.npy"),
-            ]
-        )
-        == 2
+    good, _, data, forest = pair
+    rows = np.load(data)[:50]
+    outcomes = check_pair(
+        onnx.load_model(good),
+        forest,
+        data=rows,
+        input_bound=10.0,
+        known_gaps={"roundtrip": "pretend a gap"},
     )
+    status = {o.check: o.status for o in outcomes}
+    assert status.pop("roundtrip") == "xpass"  # strict: a gap that does not reproduce fails
+    assert set(status.values()) == {"pass"}
+
+
+def test_setup_errors(pair: tuple[Path, Path, Path, IsolationForest], tmp_path: Path) -> None:
+    good, ref, _, _ = pair
+    with pytest.raises(CheckSetupError, match="no such model file"):
+        check_pair(tmp_path / "nope.onnx", ref)
+    np.save(tmp_path / "narrow.npy", np.zeros((3, 2), np.float32))
+    with pytest.raises(CheckSetupError, match="columns"):
+        check_pair(good, ref, data=tmp_path / "narrow.npy")
+    with pytest.raises(CheckSetupError, match="2 features"):
+        check_pair(good, ref, data=np.zeros((3, 2)))
+    with pytest.raises(CheckSetupError, match="unknown checks"):
+        check_pair(good, ref, known_gaps={"label_exactly": "typo"})
+    with pytest.raises(CheckSetupError, match="input_bound"):
+        check_pair(good, ref, input_bound=-1.0)

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -9,7 +10,7 @@ import pytest
 from harness.cli import main
 from harness.gate import gate, holm
 from harness.store import ResultFile, write_result
-from tests._results import bench_row, result_payload
+from tests._results import bench_row, result_payload, user_row
 
 
 def _result(rows: list[dict[str, object]], provider: str = "cpu") -> ResultFile:
@@ -17,7 +18,7 @@ def _result(rows: list[dict[str, object]], provider: str = "cpu") -> ResultFile:
 
 
 def _rows(
-    scale: float, n: int = 40, seed: int = 0, sklearn_scale: float = 1.0
+    scale: float, n: int = 40, seed: int = 0, sklearn_scale: float = 1.0, provider: str = "cpu"
 ) -> list[dict[str, object]]:
     rng = np.random.default_rng(seed)
     rows = []
@@ -32,9 +33,8 @@ def _rows(
                     rng.lognormal(np.log(base * 20 * sklearn_scale), 0.03, n),
                 )
             )
-            rows.append(
-                bench_row(case, "onnx-native", batch, rng.lognormal(np.log(base * scale), 0.03, n))
-            )
+            ours = rng.lognormal(np.log(base * scale), 0.03, n)
+            rows.append(bench_row(case, "onnx-native", batch, ours, provider=provider))
     return rows
 
 
@@ -160,3 +160,102 @@ def test_cli_usage_errors(tmp_path: Path) -> None:
         main(["gate", str(good), str(good), "--threshold", "250%"])
     other = _store(tmp_path / "b", [bench_row("x", "onnx-native", 1, [1e-3] * 10)])
     assert main(["gate", str(good), str(other)]) == 2  # nothing in common
+
+
+# -- identity: what may be gated against what ------------------------------------------
+
+SHA_A, SHA_B = "3fa2" + "0" * 60, "9bc1" + "0" * 60
+
+
+def _user(sha: str, scale: float = 1.0, seed: int = 0, **identity: Any) -> ResultFile:
+    samples = np.random.default_rng(seed).lognormal(np.log(1e-3 * scale), 0.03, 40)
+    return _result([user_row("mymodel", "onnx-user", samples, sha=sha, **identity)])
+
+
+def test_same_name_different_model_is_not_comparable() -> None:
+    report = gate([_user(SHA_A)], [_user(SHA_B, scale=1.3, seed=1)])
+    assert report.rows == ()
+    assert report.not_comparable == (
+        ("mymodel[onnx-user-cpu]-b1-t1", "model sha256 differs: 3fa20000…→9bc10000…"),
+    )
+    md = report.to_markdown()
+    assert "1 not comparable" in md
+    assert "Not comparable (1, not gated):" in md
+    assert "- mymodel[onnx-user-cpu]-b1-t1: model sha256 differs: 3fa20000…→9bc10000…" in md
+    assert "No benchmark is comparable in both runs." in md
+    data = json.loads(report.to_json())
+    assert data["not_comparable"] == [
+        {
+            "name": "mymodel[onnx-user-cpu]-b1-t1",
+            "reason": "model sha256 differs: 3fa20000…→9bc10000…",
+        }
+    ]
+    assert data["summary"]["not_comparable"] == 1
+    assert data["model_change"] == "refuse"
+
+
+def test_model_change_compare_gates_across_the_change() -> None:
+    report = gate([_user(SHA_A)], [_user(SHA_B, scale=1.3, seed=1)], model_change="compare")
+    (row,) = report.rows
+    assert row.verdict == "regressed"
+    assert row.note == "model changed: model sha256 differs: 3fa20000…→9bc10000…"
+    assert "(model changed: model sha256 differs" in report.to_markdown()
+    assert report.not_comparable == ()
+    with pytest.raises(ValueError, match="model_change"):
+        gate([], [], model_change="yes")  # type: ignore[arg-type]
+
+
+def test_different_input_width_is_not_comparable() -> None:
+    report = gate([_user(SHA_A, n_features=25)], [_user(SHA_A, n_features=30)])
+    assert report.rows == ()
+    assert report.not_comparable == (("mymodel[onnx-user-cpu]-b1-t1", "input width 25 vs 30"),)
+
+
+def test_a_regression_across_providers_is_not_gated() -> None:
+    """The old gate dropped the provider when the sides' providers differed: CUDA timings were
+    then gated against CPU timings."""
+    cuda = _rows(0.5, seed=1, provider="cuda")
+    report = gate([_result(_rows(1.0))], [_result(cuda, provider="cuda")])
+    assert {r.name for r in report.rows} == {
+        f"{case}[sklearn]-b{batch}-t1" for case in ("iforest-100", "gmm-full") for batch in (1, 100)
+    }
+    assert dict(report.not_comparable) == {
+        f"{case}[onnx-native]-b{batch}-t1": "provider cpu vs cuda"
+        for case in ("iforest-100", "gmm-full")
+        for batch in (1, 100)
+    }
+
+
+def test_runs_of_one_side_pool_but_duplicated_rows_count_once() -> None:
+    rows = _rows(1.0)
+    two_runs = gate([_result(rows), _result(_rows(1.0, seed=3))], [_result(_rows(1.0, seed=4))])
+    assert {r.n_baseline for r in two_runs.rows} == {80}
+    same_rows_twice = gate([_result(rows), _result(rows)], [_result(_rows(1.0, seed=4))])
+    assert {r.n_baseline for r in same_rows_twice.rows} == {40}
+
+
+def test_speedup_refuses_a_changed_scikit_learn_reference() -> None:
+    def side(ref_sha: str) -> ResultFile:
+        rng = np.random.default_rng(0)
+        rows = [
+            user_row("mymodel", "sklearn", rng.lognormal(np.log(2e-2), 0.03, 40), sha=ref_sha),
+            user_row("mymodel", "onnx-user", rng.lognormal(np.log(1e-3), 0.03, 40)),
+        ]
+        return _result(rows)  # type: ignore[arg-type]
+
+    report = gate([side(SHA_A)], [side(SHA_B)], metric="speedup")
+    (row,) = report.rows
+    assert row.verdict == "inconclusive"
+    assert row.note == (
+        "scikit-learn reference not comparable: model sha256 differs: 3fa20000…→9bc10000…"
+    )
+    assert gate([side(SHA_A)], [side(SHA_A)], metric="speedup").rows[0].verdict == "unchanged"
+
+
+def test_cli_exits_2_when_nothing_is_comparable(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    a = write_result(tmp_path / "a", _user(SHA_A).data, machine_id="m", provider="cpu", commit=None)
+    b = write_result(tmp_path / "b", _user(SHA_B).data, machine_id="m", provider="cpu", commit=None)
+    assert main(["gate", str(a), str(b)]) == 2
+    assert "model sha256 differs" in capsys.readouterr().out

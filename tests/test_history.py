@@ -8,7 +8,7 @@ import pytest
 from harness.cli import main
 from harness.history import build_series
 from harness.store import load_results, write_result
-from tests._results import bench_row, result_payload
+from tests._results import bench_row, result_payload, user_row
 
 
 def _history(root: Path, levels: list[float]) -> None:
@@ -56,3 +56,44 @@ def test_cli_history(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None
     assert "data:image/png;base64," in page
     assert "step at run 6" in (tmp_path / "out" / "history.md").read_text()
     assert main(["history", str(tmp_path / "nothing")]) == 2
+
+
+def test_a_user_model_that_changed_starts_a_new_series(tmp_path: Path) -> None:
+    rng = np.random.default_rng(0)
+    for i, sha in enumerate(["3fa2" + "0" * 60] * 3 + ["9bc1" + "0" * 60] * 3):
+        rows = [
+            user_row("mymodel", "onnx-user", rng.lognormal(np.log(1e-3), 0.01, 20), sha=sha),
+            # a zoo case whose export changed is still the same benchmark
+            bench_row(
+                "iforest-100",
+                "onnx-native",
+                1,
+                rng.lognormal(np.log(1e-3), 0.01, 20),
+                extra={"model_sha256": f"{i:064x}"},
+            ),
+        ]
+        write_result(tmp_path, result_payload(rows), machine_id="m", provider="cpu", commit=None)
+    series = {s.name: s for s in build_series(load_results([tmp_path]))}
+    assert sorted(series) == [
+        "iforest-100[onnx-native]-b1-t1",
+        "mymodel[onnx-user]-b1-t1 (sha256 3fa20000…)",
+        "mymodel[onnx-user]-b1-t1 (sha256 9bc10000…)",
+    ]
+    assert [len(s.medians) for _, s in sorted(series.items())] == [6, 3, 3]
+
+
+def test_providers_are_separate_series(tmp_path: Path) -> None:
+    for provider in ("cpu", "cuda"):
+        rows = [
+            bench_row("iforest-100", "sklearn", 1, [1e-2] * 5),
+            bench_row("iforest-100", "onnx-native", 1, [1e-3] * 5, provider=provider),
+        ]
+        payload = result_payload(rows, provider=provider)
+        write_result(tmp_path, payload, machine_id="m", provider=provider, commit=None)
+    series = build_series(load_results([tmp_path]))
+    assert sorted((s.provider, s.name, len(s.medians)) for s in series) == [
+        ("cpu", "iforest-100[onnx-native]-b1-t1", 1),
+        ("cpu", "iforest-100[sklearn]-b1-t1", 1),
+        ("cuda", "iforest-100[onnx-native]-b1-t1", 1),
+        ("cuda", "iforest-100[sklearn]-b1-t1", 1),
+    ]

@@ -30,6 +30,12 @@ INFO_KEYS = {
     "n_features",
     "input_dtype",
     "outputs",
+    "output_roles",
+    "role_source",
+    "ignored_outputs",
+    "offset",
+    "offset_source",
+    "methods",
     "requested_providers",
     "active_providers",
     "nodes_per_provider",
@@ -68,6 +74,8 @@ def test_info_reports_provider_truth(linear_path: Path) -> None:
     assert info["n_features"] == 4
     assert info["input_dtype"] == "float32"
     assert info["session_options"]["intra_op_threads"] == 1
+    assert info["role_source"] == "names"
+    assert (info["offset"], info["offset_source"], info["ignored_outputs"]) == (None, None, {})
     json.dumps(info)  # the whole info is JSON-serialisable
 
 

@@ -50,9 +50,10 @@ def test_autoencoder_int8_is_smaller_and_close(
     assert report.n_quantized_nodes > 0
     assert report.parity is not None
     # int8 costs this autoencoder rank fidelity among normal rows (measured: Spearman 0.78
-    # dynamic / 0.90 static, labels 95% / 98.5%): the report must say so, within sane bounds.
+    # dynamic / 0.90 static, labels 95% / 98.5% on the Intel Xeon VM; dynamic labels 89% on
+    # the AMD EPYC VM: int8 kernels differ by CPU): the report must say so, within sane bounds.
     assert 0.5 < report.parity["spearman"] <= 1.0
-    assert report.parity["label_agreement"] > 0.9
+    assert report.parity["label_agreement"] > 0.85
     assert np.isfinite(report.parity["max_rel_err"])
     engine = OnnxEngine(tmp_path / "q.onnx", CPU1)
     assert engine.methods == {"predict", "score_samples", "decision_function"}

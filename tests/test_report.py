@@ -8,7 +8,7 @@ import pytest
 from harness.cli import main
 from harness.report import compare_markdown, render_html, render_markdown, write_reports
 from harness.store import ResultFile, write_result
-from tests._results import result_payload, sample_rows
+from tests._results import bench_row, result_payload, sample_rows, user_row
 
 
 def _results(scale: float = 1.0, provider: str = "cpu") -> list[ResultFile]:
@@ -59,9 +59,52 @@ def test_compare_ratios_and_unmatched_rows() -> None:
     assert "Only in A (1)" in table
 
 
-def test_compare_across_providers_matches_without_provider() -> None:
-    table = compare_markdown(_results(provider="cpu"), _results(provider="cuda"))
-    assert table.count("onnx-native") == 4
+def test_compare_never_pairs_providers() -> None:
+    """The old compare dropped the provider when the files' providers differed."""
+    cuda_rows = [
+        bench_row(e["case"], e["engine"], e["batch_size"], r["stats"]["data"], provider="cuda")
+        for r in sample_rows()
+        for e in [r["extra_info"]]
+    ]
+    cuda = [ResultFile(Path("cuda.json"), result_payload(cuda_rows, provider="cuda"))]
+    table = compare_markdown(_results(provider="cpu"), cuda)
+    assert "| iforest-100 | sklearn | 1 | 1 | - |" in table  # scikit-learn runs on neither
+    assert "| onnx-native |" not in table
+    assert "Not comparable (4):" in table
+    assert "- iforest-100[onnx-native]-b1-t1: provider cpu vs cuda" in table
+
+
+def test_compare_lists_a_changed_user_model_as_not_comparable() -> None:
+    def side(sha: str) -> list[ResultFile]:
+        rows = [user_row("mymodel", "onnx-user", [1e-3] * 5, sha=sha)]
+        return [ResultFile(Path(f"{sha[:4]}.json"), result_payload(rows))]
+
+    table = compare_markdown(side("3fa2" + "0" * 60), side("9bc1" + "0" * 60))
+    assert "No benchmark is comparable in both." in table
+    assert "- mymodel[onnx-user-cpu]-b1-t1: model sha256 differs: 3fa20000…→9bc10000…" in table
+    across = compare_markdown(
+        side("3fa2" + "0" * 60), side("9bc1" + "0" * 60), model_change="compare"
+    )
+    assert "| mymodel | onnx-user | 1 | 1 | cpu | 1.000 ms | 1.000 ms | 1.00 |" in across
+    assert "- mymodel[onnx-user-cpu]-b1-t1: model changed: model sha256 differs" in across
+    same = compare_markdown(side("3fa2" + "0" * 60), side("3fa2" + "0" * 60))
+    assert "| mymodel | onnx-user | 1 | 1 | cpu | 1.000 ms | 1.000 ms | 1.00 |" in same
+
+
+def test_report_never_shares_a_cell_between_machines_or_models() -> None:
+    def run(machine: str, sha: str, ms: float) -> ResultFile:
+        rows = [user_row("mymodel", "onnx-user", [ms * 1e-3] * 5, sha=sha)]
+        payload = result_payload(rows, machine=machine)
+        return ResultFile(Path(machine) / "cpu" / "0001_nogit_20260101T000000Z.json", payload)
+
+    md = render_markdown([run("m1", "3fa2" + "0" * 60, 1.0), run("m2", "9bc1" + "0" * 60, 2.0)])
+    for machine, sha in (("m1", "3fa2"), ("m2", "9bc1")):
+        label = f"| mymodel | onnx-user@cpu t1 on {machine} (sha256 {sha}0000…) |"
+        assert md.count(label) == 2  # speed-up and latency, each in a row of its own
+    assert "| mymodel | onnx-user@cpu t1 on m1 (sha256 3fa20000…) | 1 |" in md
+    assert "| mymodel | onnx-user@cpu t1 on m2 (sha256 9bc10000…) | 1 |" in md
+    one_machine = render_markdown([run("m1", "3fa2" + "0" * 60, 1.0)])
+    assert "| mymodel | onnx-user@cpu t1 | 1 |" in one_machine
 
 
 def test_cli_report_and_compare(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -133,14 +133,25 @@ def test_bring_your_own_model(tmp_path: Path) -> None:
     )
     assert code == 0
     md = (tmp_path / "out" / "report.md").read_text()
-    assert "your model" in md
-    assert "| user-model | onnx-user@cpu t1 |" in md
+    assert "Harness report - m" in md
+    assert "## Parity of m: PASS" in md
+    assert "| m | onnx-user@cpu t1 |" in md
     assert not (tmp_path / "results").exists()
+    parity = (tmp_path / "out" / "parity.md").read_text()
+    assert "failed" in parity
+    assert "**FAIL**" not in parity
 
 
 def test_run_argument_errors(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    assert main(["run", "--model", str(tmp_path / "missing.onnx"), "--no-store"]) == 2
-    assert "no such model file" in capsys.readouterr().err
+    out = ["--out", str(tmp_path / "out")]
+    assert main(["run", "--model", str(tmp_path / "missing.onnx"), "--no-store", *out]) == 2
+    assert "missing.onnx: no such file" in capsys.readouterr().err
+    assert main(["run", "--cases", "nope", *out]) == 2
+    assert "unknown case(s) ['nope']" in capsys.readouterr().err
+    assert main(["run", "--batch-sizes", "0", *out]) == 2
+    assert "outside [1," in capsys.readouterr().err
+    assert main(["run", "--data", "x.csv", *out]) == 2
+    assert "give --model too" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         main(["run", "--profile", "huge"])
 

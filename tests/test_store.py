@@ -106,13 +106,17 @@ def test_interrupted_write_leaves_nothing(tmp_path: Path) -> None:
     ("content", "message"),
     [
         ('{"benchmarks": [', "not valid JSON.*truncated or was edited by hand"),
-        ("[]", "no 'harness' block"),
-        ('{"benchmarks": []}', "no 'harness' block"),
+        ("[]", "no 'harness' block and not pytest-benchmark JSON"),
+        ('{"benchmarks": []}', "no 'harness' block and not pytest-benchmark JSON.*machine_info"),
         (
             '{"harness": {"schema_version": 99}, "benchmarks": []}',
             "schema_version 99 is not known.*upgrade",
         ),
         ('{"harness": {"schema_version": 1}, "benchmarks": [{"name": "x"}]}', "'name' and 'stats'"),
+        (
+            '{"harness": {"schema_version": 1}, "benchmarks": [{"name": "x", "stats": {}}]}',
+            "numeric 'median'",
+        ),
     ],
 )
 def test_bad_files_are_refused_with_what_to_do(tmp_path: Path, content: str, message: str) -> None:

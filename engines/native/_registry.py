@@ -10,6 +10,7 @@ from sklearn.covariance import EllipticEnvelope
 from sklearn.ensemble import IsolationForest
 from sklearn.mixture import BayesianGaussianMixture, GaussianMixture
 from sklearn.neighbors import LocalOutlierFactor
+from sklearn.svm import OneClassSVM
 
 from engines.detectors import PCAReconstructionDetector
 from engines.errors import UnsupportedModelError
@@ -25,6 +26,7 @@ NATIVE_ESTIMATORS: tuple[type, ...] = (
     BayesianGaussianMixture,
     PCAReconstructionDetector,
     LocalOutlierFactor,
+    OneClassSVM,
 )
 
 
@@ -34,8 +36,14 @@ def native_supported(model: Any) -> bool:
         _, final = split_pipeline(model)
     except UnsupportedModelError:
         return False
-    if isinstance(final, LocalOutlierFactor) and not final.novelty:
-        return False
+    if isinstance(final, LocalOutlierFactor):
+        from engines.native.lof import lof_unsupported_reason
+
+        return bool(final.novelty) and lof_unsupported_reason(final) is None
+    if isinstance(final, OneClassSVM):
+        from engines.native.svm import ocsvm_unsupported_reason
+
+        return ocsvm_unsupported_reason(final) is None
     return isinstance(final, NATIVE_ESTIMATORS)
 
 
@@ -62,6 +70,10 @@ def native_to_onnx(model: Any, *, dtype: Any = np.float32, **options: Any) -> on
         from engines.native.lof import lof_to_onnx
 
         return lof_to_onnx(final, dtype=dtype, steps=steps)
+    if isinstance(final, OneClassSVM):
+        from engines.native.svm import ocsvm_to_onnx
+
+        return ocsvm_to_onnx(final, dtype=dtype, steps=steps)
     raise UnsupportedModelError(
         f"no native exporter for {type(final).__name__}; native exporters exist for "
         f"{[cls.__name__ for cls in NATIVE_ESTIMATORS]} (use exporter='skl2onnx' or 'auto')"

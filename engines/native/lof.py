@@ -11,20 +11,41 @@ from engines.errors import UnsupportedModelError
 from engines.native._graph import GraphBuilder
 from engines.native._preprocess import transform_graph
 
-__all__ = ["lof_to_onnx"]
+__all__ = ["lof_to_onnx", "lof_unsupported_reason"]
 
 F64 = np.float64
+
+
+def lof_unsupported_reason(lof: Any) -> str | None:
+    """None when ``lof_to_onnx`` computes ``lof``'s distance (euclidean), else why it cannot."""
+    metric = getattr(lof, "effective_metric_", lof.metric)
+    params = dict(getattr(lof, "effective_metric_params_", None) or lof.metric_params or {})
+    params = {key: value for key, value in params.items() if value is not None}  # w=None
+    p = params.pop("p", lof.p)
+    if not params and (metric == "euclidean" or (metric == "minkowski" and p == 2)):
+        return None
+    if metric == "minkowski":  # scikit-learn keeps p only while the metric stays minkowski
+        found = f"'minkowski' (p={p})"
+    elif lof.metric == "minkowski":  # p=1 became manhattan, p=inf chebyshev
+        found = f"{metric!r} (metric='minkowski', p={lof.p})"
+    else:
+        found = repr(metric)
+    if params:
+        found += f" with metric_params {sorted(params)}"
+    return (
+        f"native LOF export supports the euclidean metric only, not {found}; "
+        "exporter='auto' falls back to skl2onnx, which converts manhattan, cityblock, "
+        "sqeuclidean, cosine and minkowski distances"
+    )
 
 
 def lof_to_onnx(
     lof: Any, *, dtype: Any = np.float32, steps: list[Any] | None = None
 ) -> onnx.ModelProto:
     """score_samples = -mean_j(lrd(n_j) / lrd(x)) over the k nearest training rows n_j."""
-    metric, p = lof.effective_metric_, lof.effective_metric_params_.get("p", 2)
-    if metric not in ("euclidean", "minkowski") or (metric == "minkowski" and p != 2):
-        raise UnsupportedModelError(
-            f"native LOF export supports the euclidean metric only, not {metric!r} (p={p})"
-        )
+    reason = lof_unsupported_reason(lof)
+    if reason is not None:
+        raise UnsupportedModelError(reason)
     k = int(lof.n_neighbors_)
     fit_x = np.asarray(lof._fit_X, dtype=F64)
     builder = GraphBuilder("local_outlier_factor", np.dtype(dtype), int(lof.n_features_in_))

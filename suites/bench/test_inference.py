@@ -1,7 +1,8 @@
 """Inference latency per case x engine x provider x batch size x threads (pytest-benchmark).
 
 Training, export, session creation and warm-up happen once per point, outside the timing;
-only the scoring call is timed, with its raw samples kept.
+only the scoring call is timed, with its raw samples kept. Points come from the harness
+selection (``--harness-*`` options, see ``harness.plugin``).
 """
 
 from __future__ import annotations
@@ -11,8 +12,14 @@ from typing import Any
 
 import pytest
 
-from harness.bench import BenchPoint, percentiles
+from harness.bench import BenchPoint, build_points, percentiles
 from harness.plugin import SESSION_KEY
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    if "point" in metafunc.fixturenames:
+        points = build_points(metafunc.config.stash[SESSION_KEY].selection)
+        metafunc.parametrize("point", points, ids=[p.id for p in points])
 
 
 def test_score_samples(benchmark: Any, point: BenchPoint, request: pytest.FixtureRequest) -> None:

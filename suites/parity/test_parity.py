@@ -1,44 +1,66 @@
 """Parity of every engine against its scikit-learn reference, check by check (Hypothesis).
 
 Known upstream gaps are declared in the zoo (``ModelCase.known_gaps``) and run as strict
-xfails: the suite says so when upstream fixes them.
+xfails, attached at collection: the suite says so when upstream fixes them. With
+``--harness-conformance PATH`` the outcomes are summarised in PATH.json and PATH.md.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import json
+import os
 
 import pytest
 
-from harness.conformance import ConformanceRow, outcome_row, target_for
+from harness.conformance import outcome_row, parity_points, target_for
 from harness.parity import run_check
+from harness.plugin import SESSION_KEY, HarnessSession
 from harness.zoo import cases
 
 
-def test_parity(parity_point: tuple[str, str, str], conformance_rows: list[ConformanceRow]) -> None:
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    if "parity_point" in metafunc.fixturenames:
+        selected = metafunc.config.stash[SESSION_KEY].selection.cases
+        profile = os.environ.get("HYPOTHESIS_PROFILE", "ci")
+        points = [p for p in parity_points(profile) if not selected or p[0] in selected]
+        gaps = {c.name: c.known_gaps for c in cases("large")}
+        params = [
+            pytest.param(
+                point,
+                id=f"{point[0]}[{point[1]}-cpu]-{point[2]}",
+                marks=[pytest.mark.xfail(strict=True, reason=gap)]
+                if (gap := gaps[point[0]].get(f"{point[1]}:{point[2]}"))
+                else [],
+            )
+            for point in points
+        ]
+        metafunc.parametrize("parity_point", params)
+    if "gpu_provider" in metafunc.fixturenames:
+        metafunc.parametrize("gpu_provider", ["cuda", "tensorrt"])
+
+
+def test_parity(parity_point: tuple[str, str, str], request: pytest.FixtureRequest) -> None:
     case_name, engine, check = parity_point
+    session: HarnessSession = request.config.stash[SESSION_KEY]
     (case,) = cases(names=[case_name])
     gap = case.known_gaps.get(f"{engine}:{check}")
     outcome = run_check(check, target_for(case_name, engine))
-    status = ("xfail" if gap else "fail") if not outcome.passed else ("xpass" if gap else "pass")
-    conformance_rows.append(outcome_row(case_name, engine, outcome, status))
-    if gap:
-        if outcome.passed:
-            pytest.fail(f"known gap no longer reproduces (upstream fixed?): {gap}")
-        pytest.xfail(f"{gap} -- found: {outcome.message}")
-    minimal = json.dumps(outcome.minimal_input)
-    assert outcome.passed, (
+    passed = outcome.status in ("pass", "skip")
+    status = outcome.status if not gap else ("xpass" if passed else "xfail")
+    session.conformance.append(dataclasses.asdict(outcome_row(case_name, engine, outcome, status)))
+    if outcome.status == "skip":
+        pytest.skip(outcome.message)
+    assert passed, (
         f"{case_name} [{engine}] {check}: {outcome.message} (bound: {outcome.bound}; "
-        f"{outcome.examples} examples tried)\nminimal failing input: {minimal}"
+        f"{outcome.examples} examples tried)\nminimal failing input: {outcome.minimal_input}"
     )
 
 
 def test_parity_on_gpu_providers(gpu_provider: str) -> None:
     """The same checks on CUDA / TensorRT when really active; otherwise a skip with the reason."""
-    from harness.bench import _provider_skip
+    from harness.bench import provider_skip
 
-    reason = _provider_skip(gpu_provider)
+    reason = provider_skip(gpu_provider)
     if reason:
         pytest.skip(reason)
     from engines import EngineConfig, OnnxEngine
@@ -50,4 +72,4 @@ def test_parity_on_gpu_providers(gpu_provider: str) -> None:
     assert gpu.info()["active_providers"][0] != "CPUExecutionProvider"
     for check in ("label_exact", "score_close", "batch_invariance"):
         outcome = run_check(check, dataclasses.replace(target, candidate=gpu))
-        assert outcome.passed, f"{gpu_provider} {check}: {outcome.message}"
+        assert outcome.status == "pass", f"{gpu_provider} {check}: {outcome.message}"

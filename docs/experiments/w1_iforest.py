@@ -5,7 +5,7 @@ Times scikit-learn ``score_samples``, the skl2onnx graph and the native single-e
 thread. Calls are interleaved round by round (order alternating) so machine drift hits every
 path alike; each cell is the median per-call latency.
 
-    python suites/bench/w1_iforest.py [--variants] [--skip-skl2onnx] [--json out.json]
+    python docs/experiments/w1_iforest.py [--variants] [--skip-skl2onnx] [--json out.json]
 """
 
 from __future__ import annotations

@@ -16,7 +16,7 @@
    ``--window`` rounds over ``--per-trial`` distinct pairs and pools them, like
    ``harness gate --ab --rounds W --pairs K``.
 
-    python suites/bench/gate_experiment.py [--processes 16] [--samples 300] [--trials 400]
+    python docs/experiments/gate_experiment.py [--processes 16] [--samples 300] [--trials 400]
         [--pairs 24] [--rounds 60] [--window 100] [--per-trial 1 4 10]
         [--json out.json] [--runs-from out.json]
 """
@@ -179,7 +179,9 @@ def collect_workers(pairs: int, rounds: int) -> WorkerRuns:
     """
     import tempfile
 
-    from harness.ab import ROOT, Worker, interleave
+    from harness.ab import Worker, interleave
+
+    ROOT = Path(__file__).resolve().parents[2]
     from harness.bench import BenchPoint
 
     points = [

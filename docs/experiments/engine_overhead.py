@@ -4,7 +4,7 @@ Interleaves blocks of raw ``InferenceSession.run`` calls and ``OnnxEngine`` call
 session, so machine drift hits both alike, and reports per-call medians, their difference and a
 bootstrap 95% interval (scipy.stats.bootstrap).
 
-    python suites/bench/engine_overhead.py [--rounds 200] [--block 200] [--json out.json]
+    python docs/experiments/engine_overhead.py [--rounds 200] [--block 200] [--json out.json]
 """
 
 from __future__ import annotations

@@ -1,0 +1,258 @@
+"""What the plugin's user fixtures do: parity of a pair, timing with provider truth, storing.
+
+Kept apart from ``harness.plugin`` so that loading the plugin stays cheap; this module is
+imported only when a test asks for ``harness_check`` or ``harness_benchmark``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import pytest
+
+from harness.selection import UserModel
+
+if TYPE_CHECKING:
+    from harness.parity import CheckOutcome
+    from harness.plugin import HarnessSession
+
+__all__ = [
+    "BenchmarkOutcome",
+    "PairVerdict",
+    "benchmark_fixture",
+    "check_fixture",
+    "store_rows",
+]
+
+#: Statuses that fail a run: a real discrepancy, or a declared gap that no longer reproduces.
+FAILING = ("fail", "xpass", "error")
+
+
+@dataclasses.dataclass(frozen=True)
+class PairVerdict:
+    """The outcomes of every check of a pair, and the table ``harness check`` prints."""
+
+    outcomes: tuple[CheckOutcome, ...]
+    table: str
+
+    @property
+    def failed(self) -> list[CheckOutcome]:
+        return [o for o in self.outcomes if o.status in FAILING]
+
+
+def check_fixture(
+    model: str | Path,
+    reference: str | Path,
+    *,
+    data: str | Path | np.ndarray[Any, Any] | None = None,
+    known_gaps: Mapping[str, str] | None = None,
+    input_bound: float | None = None,
+    profile: str | None = None,
+    trusted: Sequence[str] = (),
+    trust_pickle: bool = False,
+) -> PairVerdict:
+    """Run ``harness check`` on a pair inside a test; fail the test with the evidence."""
+    from harness.check import CheckSetupError, check_pair, outcomes_table
+
+    try:
+        outcomes = check_pair(
+            Path(model),
+            Path(reference),
+            data=data if data is None or isinstance(data, np.ndarray) else Path(data),
+            profile=profile,
+            known_gaps=dict(known_gaps or {}),
+            input_bound=input_bound,
+            trusted=tuple(trusted),
+            trust_pickle=trust_pickle,
+        )
+    except CheckSetupError as exc:
+        pytest.fail(f"harness check cannot check this pair: {exc}", pytrace=False)
+    verdict = PairVerdict(tuple(outcomes), outcomes_table(outcomes))
+    if verdict.failed:
+        pytest.fail(f"parity of {model} against {reference}:\n{verdict.table}", pytrace=False)
+    return verdict
+
+
+@dataclasses.dataclass(frozen=True)
+class BenchmarkOutcome:
+    """What ``harness_benchmark`` measured (medians in seconds; None when timing is off)."""
+
+    median_s: float | None
+    reference_median_s: float | None
+    speedup: float | None
+    active_provider: str
+    info: Mapping[str, Any]
+
+
+def _median_seconds(fn: Any, X: Any, rounds: int) -> list[float]:
+    samples = []
+    for _ in range(rounds):
+        start = time.perf_counter()
+        fn(X)
+        samples.append(time.perf_counter() - start)
+    return samples
+
+
+def benchmark_fixture(
+    benchmark: Any,
+    session: HarnessSession,
+    node: pytest.Item,
+    model: str | Path,
+    *,
+    reference: str | Path | None = None,
+    data: str | Path | None = None,
+    batch_size: int = 100,
+    provider: str = "cpu",
+    threads: int = 1,
+    rounds: int | None = None,
+    trusted: Sequence[str] = (),
+    trust_pickle: bool = False,
+) -> BenchmarkOutcome:
+    """Time ``model`` at ``batch_size`` with pytest-benchmark, the reference in the same test."""
+    from engines import EngineConfig, OnnxEngine, SklearnEngine
+    from harness.bench import BenchPoint, percentiles
+    from harness.usermodel import UserModelError, load_user_model
+
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    user = UserModel(
+        Path(model),
+        None if reference is None else Path(reference),
+        None if data is None else Path(data),
+        trusted=tuple(trusted),
+        trust_pickle=trust_pickle,
+    )
+    try:
+        loaded = load_user_model(user)
+    except UserModelError as exc:
+        pytest.fail(f"harness_benchmark: {exc}", pytrace=False)
+    if loaded.model_path is None:
+        pytest.fail("harness_benchmark times an .onnx model; pass the .skops as reference=")
+    config = EngineConfig(
+        provider=provider, intra_op_threads=threads, allow_spinning=False, collect_metrics=False
+    )
+    engine = OnnxEngine(loaded.model_path, config, offset=loaded.offset)  # strict provider
+    info = engine.info()
+    reps = -(-batch_size // len(loaded.rows))
+    X = np.ascontiguousarray(np.tile(loaded.rows, (reps, 1))[:batch_size])
+    method = getattr(engine, loaded.method)
+    start = time.perf_counter()
+    method(X)  # warm-up, and the estimate that sets the rounds
+    estimate = max(time.perf_counter() - start, 1e-6)
+    n_rounds = rounds or int(min(200, max(5, 0.2 / estimate)))
+    point = BenchPoint(user.label, "onnx-user", provider, batch_size, threads)
+    extra = {
+        "case": user.label,
+        "origin": "user",
+        "engine": "onnx-user",
+        "provider_requested": provider,
+        "provider_active": info["active_providers"][0],
+        "nodes_per_provider": info["nodes_per_provider"],
+        "batch_size": batch_size,
+        "threads": threads,
+        "model": str(user.model),
+        "model_sha256": info["model_sha256"],
+        "n_features": loaded.n_features,
+        "estimator": loaded.estimator_name,
+        "method": loaded.method,
+    }
+    benchmark.group = f"{user.label}-b{batch_size}-t{threads}"
+    benchmark.extra_info.update(extra)
+    benchmark.pedantic(method, args=(X,), rounds=n_rounds, iterations=1, warmup_rounds=1)
+    stats = None if benchmark.stats is None else benchmark.stats.stats
+    median = None if stats is None else float(stats.median)
+    ref_median = None
+    ref_samples: list[float] = []
+    if loaded.estimator is not None and stats is not None:
+        ref = SklearnEngine(loaded.estimator, collect_metrics=False)
+        ref_call = getattr(ref, loaded.method)
+        ref_call(X)
+        ref_samples = _median_seconds(ref_call, X, max(5, min(n_rounds, 50)))
+        ref_median = float(np.median(ref_samples))
+    speedup = None if median is None or ref_median is None else ref_median / median
+    if stats is not None:
+        benchmark.extra_info.update(
+            percentiles(stats.data),
+            samples_per_s=batch_size / median if median else None,
+            reference_median_s=ref_median,
+            speedup_vs_sklearn=speedup,
+        )
+        session.stored_rows.append(_row(node.nodeid, point.id, stats.data, benchmark.extra_info))
+        if ref_samples:
+            ref_extra = {
+                **extra,
+                "engine": "sklearn",
+                "provider_requested": "-",
+                "provider_active": None,
+                "nodes_per_provider": None,
+                "model": str(user.reference),
+                "model_sha256": loaded.estimator_sha256,
+            }
+            ref_point = dataclasses.replace(point, engine="sklearn", provider="-")
+            session.stored_rows.append(_row(node.nodeid, ref_point.id, ref_samples, ref_extra))
+    return BenchmarkOutcome(median, ref_median, speedup, info["active_providers"][0], extra)
+
+
+def _row(
+    nodeid: str, point_id: str, samples: Sequence[float], extra: Mapping[str, Any]
+) -> dict[str, Any]:
+    data = [float(s) for s in samples]
+    arr = np.asarray(data)
+    return {
+        "name": f"test_score_samples[{point_id}]",
+        "fullname": f"{nodeid}[{point_id}]",
+        "group": None,
+        "stats": {
+            "median": float(np.median(arr)),
+            "min": float(arr.min()),
+            "max": float(arr.max()),
+            "mean": float(arr.mean()),
+            "stddev": float(arr.std()),
+            "rounds": len(arr),
+            "iterations": 1,
+            "data": data,
+        },
+        "extra_info": dict(extra),
+    }
+
+
+def store_rows(rows: list[dict[str, Any]], results_dir: Path, git: Mapping[str, Any]) -> list[Path]:
+    """Write ``harness_benchmark`` rows as one harness result file per provider."""
+    from harness.machine import library_versions, machine_id, machine_info
+    from harness.plugin import add_speedups
+    from harness.store import SCHEMA_VERSION, write_result
+
+    add_speedups(rows)
+    info = machine_info()
+    machine = machine_id(info)
+    providers = sorted({r["extra_info"]["provider_requested"] for r in rows} - {"-"}) or ["cpu"]
+    paths = []
+    for provider in providers:
+        mine = [r for r in rows if r["extra_info"]["provider_requested"] in (provider, "-")]
+        payload = {
+            "benchmarks": mine,
+            "harness": {
+                "schema_version": SCHEMA_VERSION,
+                "machine_id": machine,
+                "machine": info,
+                "versions": library_versions(),
+                "git": dict(git),
+                "profile": "pytest",
+                "provider": provider,
+            },
+        }
+        paths.append(
+            write_result(
+                results_dir,
+                payload,
+                machine_id=machine,
+                provider=provider,
+                commit=git.get("commit"),
+            )
+        )
+    return paths

@@ -1,0 +1,1 @@
+"""The harness suites, shipped in the wheel as ``harness.suites``."""

@@ -1,0 +1,1 @@
+"""Inference benchmarks (pytest-benchmark), parametrized from the harness selection."""

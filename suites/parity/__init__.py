@@ -1,0 +1,1 @@
+"""Parity of every zoo engine against its reference, case x engine x check (Hypothesis)."""

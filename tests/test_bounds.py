@@ -1,0 +1,181 @@
+"""Bounds derived from the reference's own numerical noise, and the rows the strategies draw."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pytest
+from hypothesis import find, given, settings
+from hypothesis import strategies as st
+
+from engines.tolerance import SAFETY_FACTOR, Tolerance, check_within, derive_bound, fixed_bound
+from harness.strategies import boundary_rows, input_box, input_rows
+
+EPS32 = float(np.finfo(np.float32).eps)
+
+
+def mean_abs(X: Any) -> Any:
+    return -np.abs(np.asarray(X, dtype=np.float64)).mean(axis=1)
+
+
+def test_bound_is_float32_noise_times_the_safety_factor() -> None:
+    X = np.array([[1.0, -2.0, 3.0], [0.5, 0.5, 0.5]], dtype=np.float32)
+    bound = derive_bound(mean_abs, X, offset=0.5)
+    magnitude = np.abs(mean_abs(X)) + 0.5
+    assert np.allclose(bound.magnitude, magnitude)
+    # one ulp of the inputs moves -mean|x| by about eps * |x| / 3: the sensitivity term
+    assert np.all(bound.sensitivity > 0)
+    assert np.all(bound.sensitivity < 2 * EPS32 * magnitude)
+    assert np.allclose(bound.bound, SAFETY_FACTOR * (EPS32 * magnitude + bound.sensitivity))
+    assert not bound.undefined.any()
+    text = bound.describe(0)
+    assert text.startswith(f"bound {bound.bound[0]:.2g} = 16 x float32 noise of the reference")
+    assert "magnitude" in text
+    assert "sensitivity" in text
+
+
+def test_a_float32_answer_passes_and_a_shift_of_1e4_fails() -> None:
+    X = np.random.default_rng(0).normal(size=(50, 4)).astype(np.float32)
+    bound = derive_bound(mean_abs, X)
+    float32_answer = mean_abs(X).astype(np.float32)
+    assert check_within("score_samples", float32_answer, bound).passed
+    shifted = check_within("score_samples", float32_answer + 1e-4, bound)
+    assert not shifted.passed
+    assert shifted.failing_rows == 50
+    assert shifted.error == pytest.approx(1e-4, rel=1e-2)
+    assert shifted.ratio > 10
+
+
+def test_a_jump_within_one_ulp_widens_that_row_only() -> None:
+    """A tree split at the row: the reference's answer jumps between float32 neighbours."""
+    threshold = np.float32(0.3)
+
+    def step(X: Any) -> Any:
+        return np.where(np.asarray(X)[:, 0] <= threshold, -0.4, -0.6)
+
+    X = np.array([[threshold, 0.0], [0.1, 0.0]], dtype=np.float32)
+    bound = derive_bound(step, X)
+    assert bound.sensitivity[0] == pytest.approx(0.2)
+    assert bound.sensitivity[1] == 0
+    # either side of the split is within the bound on that row; not on the other row
+    assert check_within("decision_function", np.array([-0.6, -0.4]), bound).passed
+    assert not check_within("decision_function", np.array([-0.6, -0.6]), bound).passed
+
+
+def test_float32_overflow_of_the_reference_is_undefined_not_a_failure() -> None:
+    """The reference computes in the input's dtype: float32 overflows where float64 does not."""
+
+    def scaled(X: Any) -> Any:
+        X = np.asarray(X)
+        with np.errstate(over="ignore"):
+            return (X * X.dtype.type(1e10)).sum(axis=1)
+
+    X = np.array([[3e38, 1.0], [1.0, 2.0]], dtype=np.float32)
+    bound = derive_bound(scaled, X)
+    assert bound.undefined.tolist() == [True, False]
+    assert np.isinf(bound.expected[0])
+    assert np.isfinite(bound.truth[0])
+    answer = np.array([123.0, scaled(X.astype(np.float64))[1]])
+    result = check_within("score_samples", answer, bound)
+    assert result.passed
+    assert result.undefined_rows == 1
+
+
+def test_rows_beyond_float32_range_excuse_only_disagreement() -> None:
+    X = np.array([[1e30, 0.0], [1.0, 0.0]], dtype=np.float32)
+    bound = derive_bound(mean_abs, X)
+    assert bound.beyond_range.tolist() == [True, False]
+    agree = check_within("score_samples", mean_abs(X), bound)
+    assert agree.passed
+    assert agree.undefined_rows == 0
+    overflowed = check_within("score_samples", np.array([-np.inf, mean_abs(X)[1]]), bound)
+    assert overflowed.passed
+    assert overflowed.undefined_rows == 1
+
+
+def test_nan_must_match_nan_and_infinities_exactly() -> None:
+    bound = fixed_bound(np.array([np.nan, np.inf, 1.0]), Tolerance(rtol=0.0, atol=1e-6))
+    assert check_within("score_samples", np.array([np.nan, np.inf, 1.0]), bound).passed
+    assert not check_within("score_samples", np.array([0.0, np.inf, 1.0]), bound).passed
+    assert not check_within("score_samples", np.array([np.nan, -np.inf, 1.0]), bound).passed
+    assert "atol 1e-06 + rtol 0" in bound.describe(2)
+
+
+def test_float64_engines_are_held_to_float64_noise() -> None:
+    X = np.random.default_rng(1).normal(size=(10, 3))
+    bound = derive_bound(mean_abs, X, input_dtype=np.float64, precision=np.float64)
+    assert bound.eps == np.finfo(np.float64).eps
+    assert not check_within("score_samples", mean_abs(X).astype(np.float32), bound).passed
+
+
+def test_factor_must_be_positive() -> None:
+    with pytest.raises(ValueError, match="factor"):
+        derive_bound(mean_abs, np.ones((1, 2)), factor=0)
+
+
+@settings(max_examples=30, deadline=None, database=None)
+@given(data=st.data())
+def test_input_bound_keeps_finite_values_in_the_box(data: st.DataObject) -> None:
+    base = np.array([[0.0, 10.0, 5.0], [1.0, 20.0, 5.0]], dtype=np.float32)
+    X = data.draw(input_rows(base=base, input_bound=2.0, allow_nan=True))
+    low, high = input_box(base, 2.0)
+    assert low.tolist() == [-2.0, -10.0, -5.0]
+    assert high.tolist() == [3.0, 40.0, 15.0]
+    finite = np.isfinite(X)
+    assert np.all((low <= X) | ~finite)
+    assert np.all((high >= X) | ~finite)
+
+
+def test_input_bound_is_validated() -> None:
+    with pytest.raises(ValueError, match="input_bound"):
+        input_box(np.ones((2, 2)), -1.0)
+
+
+def test_boundary_rows_straddle_the_decision() -> None:
+    X = np.random.default_rng(2).normal(size=(100, 2)).astype(np.float32)
+
+    def decision(Z: Any) -> Any:
+        return 1.5 - np.abs(np.asarray(Z, dtype=np.float64)).max(axis=1)
+
+    rows = boundary_rows(decision, X, pairs=10, steps=24)
+    d = decision(rows)
+    assert rows.dtype == np.float32
+    assert np.all(d[:10] >= 0)
+    assert np.all(d[10:20] < 0)
+    assert np.abs(d[:20]).max() < 1e-5  # bisected down to the boundary
+    # the probes kept cover the decades from 1e-5 to 1e-2 of the decision's scale (~1)
+    probes = np.abs(d[20:])
+    assert np.histogram(np.log10(probes), [-5, -4, -3, -2])[0].min() > 0
+    assert probes.max() < 0.02
+
+
+def test_boundary_rows_push_outwards_when_no_row_is_anomalous() -> None:
+    X = np.random.default_rng(3).normal(size=(50, 2)).astype(np.float32) * 0.1
+
+    def decision(Z: Any) -> Any:
+        return 1.0 - np.abs(np.asarray(Z, dtype=np.float64)).max(axis=1)
+
+    rows = boundary_rows(decision, X, pairs=4)
+    assert len(rows) > 8
+    assert np.abs(decision(rows[:8])).max() < 1e-3
+    assert len(boundary_rows(lambda Z: np.ones(len(Z)), X)) == 0  # never turns: none
+
+
+def test_boundary_rows_are_drawn() -> None:
+    base = np.zeros((3, 2), dtype=np.float32)
+    boundary = np.full((4, 2), 7.0, dtype=np.float32)
+    drawn = find(
+        input_rows(base=base, boundary=boundary),
+        lambda X: bool((X == 7).all(axis=1).any()),
+        settings=settings(database=None, derandomize=True),
+    )
+    assert (drawn == 7).all(axis=1).any()
+    with pytest.raises(ValueError, match="columns"):
+        find(input_rows(base=base, boundary=np.zeros((2, 3))), lambda X: True)
+
+
+def test_the_spread_of_answers_is_a_floor_for_answers_near_zero() -> None:
+    X = np.array([[1e-3, 0.0], [5.0, 5.0]], dtype=np.float32)
+    bound = derive_bound(mean_abs, X, spread=2.0)
+    assert bound.magnitude.tolist() == pytest.approx([2.0, 5.0])

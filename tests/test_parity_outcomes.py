@@ -1,0 +1,241 @@
+"""What run_check reports: derived bounds, skips with reasons, undefined reference rows, input
+bounds, strict known gaps, and crashes as outcomes (fake engines: no exporter, fast)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+import pytest
+
+from engines import Engine, InputError, OnnxEngine, Tolerance
+from harness.parity import CheckOutcome, ParityTarget, check_plan, run_check
+from tests._models import linear_detector
+
+Score = Callable[[npt.NDArray[Any]], npt.NDArray[Any]]
+BASE = np.random.default_rng(0).normal(size=(40, 4)).astype(np.float32)
+
+
+def exact(X: Any) -> Any:
+    """-mean|x| in float64: the reference."""
+    return -np.abs(np.asarray(X, dtype=np.float64)).mean(axis=1)
+
+
+def in_float32(X: Any) -> Any:
+    """-mean|x| in float32: a correct float32 engine."""
+    return -np.abs(np.asarray(X, dtype=np.float32)).mean(axis=1, dtype=np.float32)
+
+
+class Fake(Engine):
+    """score_samples from a function; decision = score - offset; label = sign of the decision."""
+
+    kind = "fake"
+
+    def __init__(
+        self,
+        score: Score,
+        *,
+        offset: float = -1.0,
+        methods: tuple[str, ...] = ("predict", "score_samples", "decision_function"),
+        refuse_non_finite: bool = False,
+        dtype: Any = np.float32,
+    ) -> None:
+        self._score, self.offset = score, offset
+        self._methods = frozenset(methods)
+        self.refuse_non_finite = refuse_non_finite
+        self.input_dtype = np.dtype(dtype)
+
+    @property
+    def methods(self) -> frozenset[str]:
+        return self._methods
+
+    @property
+    def n_features(self) -> int | None:
+        return int(BASE.shape[1])
+
+    def score_samples(self, X: Any) -> Any:
+        X = np.asarray(X)
+        if self.refuse_non_finite and not np.isfinite(X).all():
+            raise InputError("input contains NaN or infinity")
+        return self._score(X)
+
+    def decision_function(self, X: Any) -> Any:
+        score = self.score_samples(X)
+        return score - score.dtype.type(self.offset)
+
+    def predict(self, X: Any) -> Any:
+        return np.where(self.decision_function(X) < 0, -1, 1).astype(np.int64)
+
+    def info(self) -> dict[str, Any]:
+        return {"engine": self.kind}
+
+
+def target(candidate: Engine, reference: Engine | None = None, **kw: Any) -> ParityTarget:
+    return ParityTarget(
+        reference=reference or Fake(exact, refuse_non_finite=True, dtype=np.float64),
+        candidate=candidate,
+        base_rows=BASE,
+        **kw,
+    )
+
+
+def test_a_correct_float32_engine_passes_within_the_derived_bound() -> None:
+    outcome = run_check("score_close", target(Fake(in_float32)), profile="ci")
+    assert outcome.status == "pass", outcome.message
+    assert outcome.passed
+    assert outcome.examples == 40
+    assert outcome.rows > 40
+    assert "16 x float32 noise of the reference on this row" in outcome.bound
+    assert outcome.measured is not None
+    assert outcome.bound_value is not None
+    assert outcome.measured <= outcome.bound_value
+
+
+def test_a_shift_of_1e4_fails_with_the_bound_and_a_one_row_minimal_input() -> None:
+    outcome = run_check("decision_close", target(Fake(lambda X: in_float32(X) + 1e-4)))
+    assert outcome.status == "fail"
+    assert not outcome.passed
+    assert "beyond their bound" in outcome.message
+    assert "float32 noise" in outcome.bound
+    assert outcome.measured == pytest.approx(1e-4, rel=0.05)
+    assert outcome.minimal_input is not None
+    assert len(outcome.minimal_input) == 1
+    assert outcome.as_dict()["status"] == "fail"
+    assert outcome.as_dict()["passed"] is False
+
+
+def test_a_given_tolerance_replaces_the_derived_bound() -> None:
+    shifted = Fake(lambda X: in_float32(X) + 1e-4)
+    outcome = run_check("score_close", target(shifted, tolerance=Tolerance(rtol=0, atol=1e-3)))
+    assert outcome.status == "pass"
+    assert outcome.bound.startswith("rtol=0, atol=0.001")
+
+
+def test_labels_may_differ_only_where_the_decision_is_within_its_bound() -> None:
+    moved = Fake(in_float32)
+    moved.predict = lambda X: np.where(moved.decision_function(X) < 1e-3, -1, 1)  # type: ignore[method-assign]
+    boundary = BASE * (1.0 / np.abs(BASE).mean(axis=1, keepdims=True))  # decision exactly 0
+    assert run_check("label_exact", target(Fake(in_float32))).status == "pass"
+    caught = run_check("label_exact", target(moved, boundary_rows=boundary * 0.9995))
+    assert caught.status == "fail"
+    assert "labels differ" in caught.message
+
+
+def test_a_method_the_engine_cannot_answer_is_skipped_with_the_reason() -> None:
+    no_score = Fake(in_float32, methods=("predict", "decision_function"))
+    plan = dict(check_plan(target(no_score)))
+    assert "cannot answer score_samples" in str(plan["score_close"])
+    assert "offset" in str(plan["score_close"])
+    assert plan["decision_close"] is None
+    outcome = run_check("score_close", target(no_score))
+    assert outcome.status == "skip"
+    assert outcome.passed
+    assert outcome.examples == 0
+    assert "cannot answer score_samples" in outcome.message
+    roundtrip = run_check("roundtrip", target(Fake(in_float32)))
+    assert roundtrip.status == "skip"
+    assert "not an ONNX model" in roundtrip.message
+
+
+def test_a_check_with_no_applicable_example_is_skipped() -> None:
+    def refuse(X: Any) -> Any:
+        raise InputError("refused")
+
+    refusing = Fake(refuse, dtype=np.float64)
+    outcome = run_check("score_close", target(Fake(refuse), reference=refusing))
+    assert outcome.status == "skip"
+    assert "no applicable example" in outcome.message
+    assert outcome.rejected > 0
+
+
+def test_a_crash_inside_a_check_is_an_outcome() -> None:
+    def crash(X: Any) -> Any:
+        raise RuntimeError("kernel exploded")
+
+    outcome = run_check("score_close", target(Fake(crash)))
+    assert outcome.status == "fail"
+    assert "RuntimeError: kernel exploded" in outcome.message
+    assert outcome.minimal_input is not None
+
+
+def overflowing(X: Any) -> Any:
+    """Computes in the input's dtype: float32 overflows to -inf on huge rows, float64 not."""
+    X = np.asarray(X)
+    with np.errstate(over="ignore"):
+        return -(np.abs(X) * X.dtype.type(1e10)).sum(axis=1)
+
+
+def saturating(X: Any) -> Any:
+    """The same in float64, saturated at float32's limit instead of overflowing."""
+    exact64 = overflowing(np.asarray(X, dtype=np.float64))
+    limit = float(np.finfo(np.float32).max)
+    return np.clip(exact64, -limit, limit).astype(np.float32)
+
+
+def test_rows_where_the_reference_overflows_are_counted_not_failed() -> None:
+    reference = Fake(overflowing, offset=-1e10, refuse_non_finite=True, dtype=np.float64)
+    derived = run_check("score_close", target(Fake(saturating), reference))
+    assert derived.status == "pass", derived.message
+    assert derived.undefined_rows > 0
+    assert "reference is undefined" in derived.message
+    given = run_check(
+        "score_close", target(Fake(saturating), reference, tolerance=Tolerance(rtol=1e-6))
+    )
+    assert given.status == "fail"  # a fixed tolerance holds every row
+
+
+def test_input_bound_keeps_generated_values_near_the_data() -> None:
+    def wrong_far_out(X: Any) -> Any:
+        return np.where(np.abs(X).max(axis=1) > 1e3, np.float32(0), in_float32(X))
+
+    assert run_check("score_close", target(Fake(wrong_far_out))).status == "fail"
+    bounded = run_check("score_close", target(Fake(wrong_far_out), input_bound=10.0))
+    assert bounded.status == "pass", bounded.message
+
+
+def test_known_gaps_are_strict_expected_failures() -> None:
+    shifted = target(Fake(lambda X: in_float32(X) + 1e-3))
+    xfail = run_check("score_close", shifted, known_gap="upstream bug #1")
+    assert xfail.status == "xfail"
+    assert xfail.passed
+    assert xfail.known_gap == "upstream bug #1"
+    assert xfail.message.startswith("known gap (upstream bug #1); found: ")
+    xpass = run_check("score_close", target(Fake(in_float32)), known_gap="upstream bug #1")
+    assert xpass.status == "xpass"
+    assert not xpass.passed
+    assert xpass.message == "known gap no longer reproduces: upstream bug #1"
+
+
+def test_refusals_are_judged_only_where_the_graph_declares_them() -> None:
+    answers_nan = Fake(in_float32)  # no input policy: answers NaN rows with NaN
+    strict = run_check("errors_match", target(answers_nan))
+    assert strict.status == "fail"
+    assert "reference raised" in strict.message
+    lenient = run_check("errors_match", target(answers_nan, refusals_declared=False))
+    assert lenient.status == "pass", lenient.message
+    assert lenient.rejected > 0
+    assert "does not declare" in lenient.message
+    refusing = Fake(in_float32, refuse_non_finite=True)
+    assert run_check("errors_match", target(refusing)).status == "pass"
+
+
+def test_isolate_non_finite_keeps_nan_out_of_the_value_checks() -> None:
+    reference = Fake(lambda X: np.nan_to_num(exact(X), nan=-2.0), dtype=np.float64)
+    nan_differs = Fake(lambda X: np.nan_to_num(in_float32(X), nan=-1.0))
+    kw: dict[str, Any] = {"accepts_nan": True}
+    assert run_check("score_close", target(nan_differs, reference, **kw)).status == "fail"
+    isolated = target(nan_differs, reference, isolate_non_finite=True, **kw)
+    assert run_check("score_close", isolated).status == "pass"
+    assert run_check("errors_match", isolated).status == "fail"
+
+
+def test_roundtrip_and_engine_only_checks_on_an_onnx_engine() -> None:
+    candidate = OnnxEngine(linear_detector(offset=-1.0))
+    tgt = target(candidate)
+    outcomes: list[CheckOutcome] = [
+        run_check(name, tgt) for name in ("roundtrip", "batch_invariance", "row_order")
+    ]
+    assert [o.status for o in outcomes] == ["pass", "pass", "pass"], outcomes
+    assert run_check("dtype_float64", tgt).status == "pass"

@@ -1,0 +1,83 @@
+"""A fast subset of docs/experiments/conformance_power.py: plain skl2onnx graphs pass as they are
+and every planted fault (score shift 1e-4, one perturbed leaf / coefficient, label threshold
+moved by 1e-3, two columns swapped) fails ``check_pair``."""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import numpy as np
+import pytest
+from skl2onnx import to_onnx
+from sklearn.ensemble import IsolationForest
+from sklearn.svm import OneClassSVM
+
+from harness.check import check_pair
+from harness.datasets import telemetry
+
+pytestmark = pytest.mark.slow
+
+SCRIPT = Path(__file__).parents[1] / "docs" / "experiments" / "conformance_power.py"
+
+
+@pytest.fixture(scope="module")
+def power() -> ModuleType:
+    spec = importlib.util.spec_from_file_location("conformance_power", SCRIPT)
+    assert spec is not None
+    assert spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope="module")
+def data() -> Any:
+    return telemetry(n_train=600, n_test=200, seed=5)
+
+
+def _pair(power: ModuleType, name: str, estimator: Any, data: Any, **options: Any) -> Any:
+    X = data.X_train
+    fitted = estimator.fit(X)
+    extra = {"options": options} if options else {}
+    model = to_onnx(fitted, X[:1], target_opset=power.SKL2ONNX_OPSET, **extra)
+    gaps = {"errors_match": power.NAN_ROUTING} if "iforest" in name else {}
+    return power.Pair(name, fitted, model, data.X_test[:120], gaps)
+
+
+def test_plain_skl2onnx_forest_passes_and_every_fault_is_caught(
+    power: ModuleType, data: Any
+) -> None:
+    pair = _pair(power, "iforest", IsolationForest(n_estimators=20, random_state=0), data)
+    result = power.run_pair(pair, "ci")
+    cells = result["cells"]
+    assert cells["correct"] == "pass", result["outcomes"]["correct"]
+    for fault in power.FAULTS:
+        assert cells[fault].startswith("caught"), (fault, cells[fault])
+    correct = {o["check"]: o for o in result["outcomes"]["correct"]}
+    # a label/scores graph answers score_samples with the reference's offset
+    assert correct["score_close"]["status"] in ("pass", "skip")
+    assert correct["errors_match"]["status"] == "xfail"  # NaN routing, declared
+
+
+def test_plain_skl2onnx_svm_passes_and_a_shift_is_caught(power: ModuleType, data: Any) -> None:
+    pair = _pair(power, "ocsvm", OneClassSVM(nu=0.05), data)
+    result = power.run_pair(pair, "ci", faults=("shift", "param"))
+    assert result["cells"]["correct"] == "pass", result["outcomes"]["correct"]
+    assert result["cells"]["shift"].startswith("caught")
+    assert result["cells"]["param"].startswith("caught")
+
+
+def test_a_forest_graph_without_score_samples_skips_nothing_silently(
+    power: ModuleType, data: Any
+) -> None:
+    pair = _pair(power, "iforest", IsolationForest(n_estimators=5, random_state=0), data)
+    outcomes = check_pair(pair.model, pair.estimator, data=pair.rows, known_gaps=pair.known_gaps)
+    for o in outcomes:
+        assert o.status in ("pass", "skip", "xfail"), o
+        if o.status == "skip":
+            assert o.message
+    assert {o.check for o in outcomes} >= {"label_exact", "decision_close", "roundtrip"}
+    assert all(np.isfinite(o.rows) for o in outcomes)
