@@ -79,15 +79,19 @@ def drop_nan_routing(model: onnx.ModelProto, forest: IsolationForest, rows: np.n
 
 def shift_scores(model: onnx.ModelProto, forest: IsolationForest, rows: np.ndarray) -> None:
     """Both score outputs + 1e-4: far below the old fixed rtol=1e-3, atol=1e-4."""
-    for node in model.graph.node:
-        for i, name in enumerate(node.output):
-            if name in ("decision_function", "score_samples"):
-                node.output[i] = f"{name}__raw"
-                shift = numpy_helper.from_array(np.array(1e-4, np.float32), f"{name}__shift")
-                model.graph.initializer.append(shift)
-                model.graph.node.append(
-                    onnx.helper.make_node("Add", [f"{name}__raw", shift.name], [name])
-                )
+    producers = [
+        (node, i, name)
+        for node in model.graph.node
+        for i, name in enumerate(node.output)
+        if name in ("decision_function", "score_samples")
+    ]
+    elem = {o.name: o.type.tensor_type.elem_type for o in model.graph.output}
+    for node, i, name in producers:
+        node.output[i] = f"{name}__raw"
+        dtype = onnx.helper.tensor_dtype_to_np_dtype(elem[name])
+        shift = numpy_helper.from_array(np.array(1e-4, dtype), f"{name}__shift")
+        model.graph.initializer.append(shift)
+        model.graph.node.append(onnx.helper.make_node("Add", [f"{name}__raw", shift.name], [name]))
 
 
 def swap_two_columns(model: onnx.ModelProto, forest: IsolationForest, rows: np.ndarray) -> None:
