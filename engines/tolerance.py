@@ -107,11 +107,11 @@ class RowBound:
 
     Derived (``tolerance`` None): ``noise = eps * magnitude + sensitivity`` per row, where ``eps``
     is the machine epsilon of the precision the engine computes in, ``magnitude`` is
-    ``max(|answer| + |offset|, spread)`` (the size of the quantities the answer is computed
-    from: the answer and its offset, and no less than the spread of answers on representative
-    rows, for answers near 0 computed from larger ones) and ``sensitivity`` is how far the
-    reference's answer moves when the row moves by one ulp of that precision (all up, all
-    down, alternating). ``bound = factor * noise``.
+    ``max(|answer| + |offset|, typical)`` (the size of the quantities the answer is computed
+    from: the answer and its offset, and no less than the typical size of answers on
+    representative rows, for answers near 0 computed from larger ones) and ``sensitivity`` is
+    how far the reference's answer moves when the row moves by one ulp of that precision (all
+    up, all down, alternating). ``bound = factor * noise``.
 
     ``undefined`` marks rows where the reference has no answer to hold an engine to in that
     precision: its answer there is NaN, jumps to a non-finite value within one ulp, or differs
@@ -197,7 +197,7 @@ def derive_bound(
     input_dtype: Any = np.float32,
     precision: Any = np.float32,
     offset: float | None = None,
-    spread: float = 0.0,
+    typical: float = 0.0,
     factor: float = SAFETY_FACTOR,
 ) -> RowBound:
     """Bounds on ``answer(X)`` derived from the reference's own numerical noise on these rows.
@@ -205,8 +205,9 @@ def derive_bound(
     ``answer`` is the reference (e.g. ``estimator.score_samples``); ``input_dtype`` is what the
     engine under test takes (the reference answers the rows as the engine sees them) and
     ``precision`` what it computes in; ``offset`` the reference's (decision = score - offset)
-    and ``spread`` the typical spread of its answers. Two reference calls: the rows and their
-    one-ulp neighbours stacked, and the rows in float64 (skipped when the engine takes float64).
+    and ``typical`` the typical size of its answers (median |answer| on representative rows).
+    Two reference calls: the rows and their one-ulp neighbours stacked, and the rows in float64
+    (skipped when the engine takes float64).
 
     Example:
         >>> import numpy as np
@@ -231,7 +232,7 @@ def derive_bound(
     with np.errstate(invalid="ignore", over="ignore"):
         jump = np.where(_agree(moved, expected, 0.0), 0.0, np.abs(moved - expected))
         sensitivity = np.where(np.isnan(jump), np.inf, jump).max(axis=0)
-        magnitude = np.maximum(np.abs(expected) + abs(offset or 0.0), abs(spread))
+        magnitude = np.maximum(np.abs(expected) + abs(offset or 0.0), abs(typical))
         eps = float(np.finfo(work).eps)
         noise = eps * np.where(np.isfinite(magnitude), magnitude, 0.0) + sensitivity
         bound = factor * noise

@@ -159,7 +159,7 @@ class ParityTarget:
                     input_dtype=seen,
                     precision=work,
                     offset=getattr(self.reference, "offset", None),
-                    spread=self.spread(method),
+                    typical=self.typical(method),
                 )
             except EngineError as exc:
                 bound = exc
@@ -208,20 +208,20 @@ class ParityTarget:
         cached: tuple[np.dtype[Any], np.dtype[Any]] = self._memo["precision"]
         return cached
 
-    def spread(self, method: str) -> float:
-        """Interdecile range of the reference's answers on the base rows (0 if unknown)."""
-        key = ("spread", method)
+    def typical(self, method: str) -> float:
+        """Median |answer| of the reference on the base rows (0 if unknown): the scale below
+        which no row's bound is taken."""
+        key = ("typical", method)
         if key not in self._memo:
             ref = self.answer("reference", method, np.asarray(self.base_rows))
             value = 0.0
             if not isinstance(ref, EngineError):
-                finite = ref[np.isfinite(ref)].astype(np.float64)
+                finite = np.abs(ref[np.isfinite(ref)].astype(np.float64))
                 if len(finite):
-                    low, high = np.percentile(finite, [10, 90])
-                    value = float(high - low)
+                    value = float(np.median(finite))
             self._memo[key] = value
-        spread: float = self._memo[key]
-        return spread
+        typical: float = self._memo[key]
+        return typical
 
 
 def _digest(X: npt.NDArray[Any]) -> tuple[str, tuple[int, ...], bytes]:

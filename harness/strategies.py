@@ -73,7 +73,7 @@ def boundary_rows(
     *,
     pairs: int = 24,
     steps: int = 24,
-    near: tuple[float, float] = (1e-5, 1e-2),
+    near: tuple[float, float] = (1e-7, 1e-2),
     dtype: Any = np.float32,
     seed: int = 0,
 ) -> npt.NDArray[Any]:

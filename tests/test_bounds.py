@@ -144,7 +144,7 @@ def test_boundary_rows_straddle_the_decision() -> None:
     assert np.all(d[:10] >= 0)
     assert np.all(d[10:20] < 0)
     assert np.abs(d[:20]).max() < 1e-5  # bisected down to the boundary
-    # the probes kept cover the decades from 1e-5 to 1e-2 of the decision's scale (~1)
+    # the probes kept cover the decades from 1e-7 to 1e-2 of the decision's scale (~1)
     probes = np.abs(d[20:])
     assert np.histogram(np.log10(probes), [-5, -4, -3, -2])[0].min() > 0
     assert probes.max() < 0.02
@@ -175,7 +175,7 @@ def test_boundary_rows_are_drawn() -> None:
         find(input_rows(base=base, boundary=np.zeros((2, 3))), lambda X: True)
 
 
-def test_the_spread_of_answers_is_a_floor_for_answers_near_zero() -> None:
+def test_the_typical_answer_is_a_floor_for_answers_near_zero() -> None:
     X = np.array([[1e-3, 0.0], [5.0, 5.0]], dtype=np.float32)
-    bound = derive_bound(mean_abs, X, spread=2.0)
+    bound = derive_bound(mean_abs, X, typical=2.0)
     assert bound.magnitude.tolist() == pytest.approx([2.0, 5.0])

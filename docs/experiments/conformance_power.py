@@ -41,7 +41,7 @@ import onnx
 import onnxruntime as ort
 from onnx import helper, numpy_helper
 
-from harness.check import check_pair
+from harness.check import CheckSetupError, check_pair
 from harness.parity import PROFILES, CheckOutcome
 
 SHIFT = 1e-4
@@ -319,6 +319,8 @@ def _candidates(model: onnx.ModelProto, rows: np.ndarray, tries: int = 16) -> li
             out.append(Entry(i, "values_floats", listed.index(keys[np.argmax(counts)])))
         elif node.op_type in _LEAF_ATTRIBUTES and not has_encoders:
             name = _LEAF_ATTRIBUTES[node.op_type]
+            if name not in attrs and f"{name}_as_tensor" in attrs:  # onnxmltools' LightGBM
+                name = f"{name}_as_tensor"
             _, values = _holder(model, i, name)
             picks = rng.choice(values.size, size=min(tries, values.size), replace=False)
             out += [Entry(i, name, int(k)) for k in picks]
@@ -431,9 +433,13 @@ def run_pair(pair: Pair, profile: str, faults: tuple[str, ...] = FAULTS) -> dict
             result["cells"][fault] = "n/a"
             continue
         start = time.perf_counter()
-        outcomes = check_pair(
-            model, pair.estimator, data=pair.rows, profile=profile, known_gaps=pair.known_gaps
-        )
+        try:
+            outcomes = check_pair(
+                model, pair.estimator, data=pair.rows, profile=profile, known_gaps=pair.known_gaps
+            )
+        except CheckSetupError as exc:
+            result["cells"][fault] = f"setup error ({exc})"
+            continue
         result["seconds"][fault] = time.perf_counter() - start
         result["cells"][fault] = verdict(fault, outcomes)
         result["outcomes"][fault] = [o.as_dict() for o in outcomes]
