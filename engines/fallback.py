@@ -99,6 +99,11 @@ class FallbackEngine(Engine):
         return self.active.n_features
 
     @property
+    def input_dtype(self) -> np.dtype[Any]:
+        """The dtype the answering engine scores in (scikit-learn's: float64)."""
+        return np.dtype(getattr(self.active, "input_dtype", np.float64))
+
+    @property
     def last_metrics(self) -> Metrics | None:
         return self.active.last_metrics
 

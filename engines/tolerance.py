@@ -190,6 +190,19 @@ def _agree(a: npt.NDArray[np.float64], b: npt.NDArray[np.float64], bound: Any) -
     return close | (np.isnan(a) & np.isnan(b)) | (np.isinf(a) & (a == b))
 
 
+def beyond_range(X: npt.ArrayLike, precision: Any = np.float32) -> npt.NDArray[np.bool_]:
+    """Rows with a finite value whose square overflows ``precision`` (|x| > sqrt(max)): a
+    distance or a variance computed in that precision is infinite there, so an infinite
+    answer and a finite one may both be right. float64 arithmetic has no such rows here."""
+    work = np.dtype(precision)
+    rows = np.asarray(X)
+    n = len(rows)
+    if work != np.float32 or not n:
+        return np.zeros(n, dtype=bool)
+    finite = np.where(np.isfinite(rows), rows, 0).reshape(n, -1)
+    return np.asarray((np.abs(finite) > np.sqrt(np.finfo(np.float32).max)).any(axis=1), dtype=bool)
+
+
 def derive_bound(
     answer: Callable[[npt.NDArray[Any]], npt.ArrayLike],
     X: npt.ArrayLike,
@@ -237,9 +250,7 @@ def derive_bound(
         noise = eps * np.where(np.isfinite(magnitude), magnitude, 0.0) + sensitivity
         bound = factor * noise
     undefined = np.isnan(expected) | ~np.isfinite(sensitivity) | ~_agree(expected, truth, bound)
-    limit = np.sqrt(np.finfo(work).max) if work == np.float32 else np.inf
-    finite = np.where(np.isfinite(seen), seen, 0).reshape(n, -1)
-    beyond = np.asarray((np.abs(finite) > limit).any(axis=1), dtype=bool)
+    beyond = beyond_range(seen, work)
     return RowBound(
         expected,
         truth,
@@ -255,14 +266,24 @@ def derive_bound(
     )
 
 
-def fixed_bound(expected: npt.ArrayLike, tolerance: Tolerance) -> RowBound:
-    """``atol + rtol * |expected|`` per row: a given tolerance as a RowBound."""
+def fixed_bound(
+    expected: npt.ArrayLike, tolerance: Tolerance, X: npt.ArrayLike | None = None
+) -> RowBound:
+    """``atol + rtol * |expected|`` per row: a given tolerance as a RowBound. With the rows
+    ``X`` (as the reference saw them), disagreement on rows ``beyond_range`` of their dtype is
+    counted, not judged, as under ``derive_bound``."""
     e = np.asarray(expected, dtype=np.float64).reshape(-1)
     with np.errstate(invalid="ignore", over="ignore"):
         bound = tolerance.atol + tolerance.rtol * np.abs(np.nan_to_num(e))
     none = np.zeros(len(e), dtype=bool)
     zeros = np.zeros(len(e))
-    return RowBound(e, e, bound, zeros, np.abs(e), zeros, none, none, 0.0, 1.0, "given", tolerance)
+    beyond = none
+    if X is not None:
+        rows = np.asarray(X)
+        beyond = beyond_range(rows, rows.dtype if rows.dtype == np.float32 else np.float64)
+    return RowBound(
+        e, e, bound, zeros, np.abs(e), zeros, none, beyond, 0.0, 1.0, "given", tolerance
+    )
 
 
 def check_within(output: str, actual: npt.ArrayLike, bound: RowBound) -> BoundCheck:

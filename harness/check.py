@@ -1,4 +1,13 @@
-"""``harness check``: parity checks on a user's model pair, no zoo needed."""
+"""``harness check``: parity checks on a user's model pair, no zoo needed.
+
+The ONNX model is held, row by row, to a bound derived from the reference's own numerical
+noise on the same rows (``engines.tolerance.derive_bound``: 16 x (float32 eps x the answer's
+magnitude + how far the reference moves when the row moves by one float32 ulp)); labels may
+differ only where the reference's decision is within that bound of its cut. Rows where the
+reference's float32 answer is an artefact of its own arithmetic (overflow, a jump within one
+ulp) are counted as undefined, not judged. Each check reports pass / fail / skip (with the
+reason) / xfail / xpass, the measured error, the bound and how it was derived.
+"""
 
 from __future__ import annotations
 

@@ -24,7 +24,7 @@ from typing import Any, Literal
 
 import numpy as np
 import numpy.typing as npt
-from hypothesis import HealthCheck, Phase, given, reject, settings
+from hypothesis import HealthCheck, Phase, example, given, reject, settings
 from hypothesis.errors import Unsatisfiable
 from scipy import stats
 
@@ -52,7 +52,7 @@ PROFILES: dict[str, dict[str, Any]] = {
 }
 
 Status = Literal["pass", "fail", "skip", "xfail", "xpass"]
-STATUSES: tuple[str, ...] = ("pass", "fail", "skip", "xfail", "xpass")
+STATUSES: tuple[Status, ...] = ("pass", "fail", "skip", "xfail", "xpass")
 
 
 def _profile_name(profile: str | None) -> str:
@@ -139,7 +139,7 @@ class ParityTarget:
         bound: RowBound | EngineError
         if self.tolerance is not None:
             ref = self.answer("reference", method, X)
-            bound = ref if isinstance(ref, EngineError) else fixed_bound(ref, self.tolerance)
+            bound = ref if isinstance(ref, EngineError) else fixed_bound(ref, self.tolerance, X)
         elif method == "decision_function" and self._decision_is_shifted_score():
             score = self.expect("score_samples", X)  # one set of reference calls for both
             shift = float(getattr(self.reference, "offset", 0.0))
@@ -242,7 +242,7 @@ class CheckOutcome:
     """
 
     check: str
-    status: str
+    status: Status
     examples: int
     measured: float | None
     bound: str
@@ -452,7 +452,7 @@ def _held_to(
     expectation, with the bound the engine is held to on X."""
     values = np.asarray(expected, dtype=np.float64).reshape(-1)
     if target.tolerance is not None:
-        return fixed_bound(values, target.tolerance)
+        return fixed_bound(values, target.tolerance, X)
     bound = target.expect(method, X)
     if isinstance(bound, EngineError):
         raise _NotApplicable(f"the reference refuses the batch: {bound}")
@@ -682,10 +682,11 @@ def run_check(
     if outcome.status == "skip":
         message = f"{outcome.message} (declared known gap: {known_gap})"
         return dataclasses.replace(outcome, message=message, known_gap=known_gap)
-    if outcome.status == "fail":
-        status, message = "xfail", f"known gap ({known_gap}); found: {outcome.message}"
+    status: Status = "xfail" if outcome.status == "fail" else "xpass"
+    if status == "xfail":
+        message = f"known gap ({known_gap}); found: {outcome.message}"
     else:
-        status, message = "xpass", f"known gap no longer reproduces: {known_gap}"
+        message = f"known gap no longer reproduces: {known_gap}"
     return dataclasses.replace(outcome, status=status, message=message, known_gap=known_gap)
 
 
@@ -725,8 +726,6 @@ def _run(name: str, target: ParityTarget, profile: str) -> CheckOutcome:
     failing: dict[Any, Exception] = {}
     last: list[npt.NDArray[Any]] = []
 
-    @profile_settings(profile)
-    @given(X=strategy)
     def prop(X: npt.NDArray[Any]) -> None:
         nonlocal examples, worst, undefined, rows
         key = _digest(X)
@@ -747,7 +746,13 @@ def _run(name: str, target: ParityTarget, profile: str) -> CheckOutcome:
         if tally.ratio > worst.ratio:
             worst = tally
 
-    def outcome(status: str, message: str, found: Exception | None = None) -> CheckOutcome:
+    test: Callable[[], None] = given(X=strategy)(prop)
+    if name in _AT_THE_BOUNDARY and target.boundary_rows is not None:
+        for batch in _boundary_batches(target.boundary_rows):
+            test = example(X=batch)(test)  # every boundary row, not only the ones drawn
+    test = profile_settings(profile)(test)
+
+    def outcome(status: Status, message: str, found: Exception | None = None) -> CheckOutcome:
         measured, bound_value, how = worst.measured, worst.bound, worst.how
         minimal = None
         if found is not None:
@@ -773,7 +778,7 @@ def _run(name: str, target: ParityTarget, profile: str) -> CheckOutcome:
         )
 
     try:
-        prop()
+        test()
     except Unsatisfiable:
         return outcome("skip", _no_example(rejected))
     except Exception as exc:  # a crash inside a check is a finding, never a traceback
@@ -787,6 +792,24 @@ def _run(name: str, target: ParityTarget, profile: str) -> CheckOutcome:
         reason, _ = rejected.most_common(1)[0]
         note += f"; {sum(rejected.values())} batches did not apply ({reason})"
     return outcome("pass", note)
+
+
+#: Checks that also run, as explicit examples, on the rows at the decision boundary: a label
+#: threshold moved by a little shows only there.
+_AT_THE_BOUNDARY = ("label_exact", "sign_consistency")
+
+
+def _boundary_batches(
+    boundary: npt.NDArray[Any], rows: int = 128, batch: int = 16
+) -> list[npt.NDArray[Any]]:
+    """Up to ``rows`` boundary rows (evenly spread over them) in batches."""
+    if not len(boundary):
+        return []
+    picked = boundary[np.unique(np.linspace(0, len(boundary) - 1, rows).astype(int))]
+    return [
+        np.ascontiguousarray(picked[i : i + batch], dtype=np.float32)
+        for i in range(0, len(picked), batch)
+    ]
 
 
 def _quietly(fn: Check, target: ParityTarget, X: npt.NDArray[Any]) -> _Tally:

@@ -102,6 +102,22 @@ def test_nan_must_match_nan_and_infinities_exactly() -> None:
     assert "atol 1e-06 + rtol 0" in bound.describe(2)
 
 
+def test_a_given_tolerance_excuses_disagreement_beyond_float32_range_only() -> None:
+    # A float32 reference overflowed (inf) where a float64 graph answered 3.9e76 (PyOD GMM on
+    # a row near float32's largest value): neither is wrong, the row is counted, not judged.
+    X = np.array([[3e38, 0.0], [1.0, 0.0]], dtype=np.float32)
+    bound = fixed_bound(np.array([np.inf, 1.0]), Tolerance(rtol=1e-3, atol=1e-5), X)
+    assert bound.beyond_range.tolist() == [True, False]
+    result = check_within("decision_function", np.array([3.9e76, 1.0]), bound)
+    assert result.passed
+    assert result.undefined_rows == 1
+    assert not check_within("decision_function", np.array([3.9e76, 2.0]), bound).passed
+    # float64 rows (a float64 reference) and no rows at all: every row is judged.
+    for rows in (X.astype(np.float64), None):
+        judged = fixed_bound(np.array([np.inf, 1.0]), Tolerance(rtol=1e-3, atol=1e-5), rows)
+        assert not check_within("decision_function", np.array([3.9e76, 1.0]), judged).passed
+
+
 def test_float64_engines_are_held_to_float64_noise() -> None:
     X = np.random.default_rng(1).normal(size=(10, 3))
     bound = derive_bound(mean_abs, X, input_dtype=np.float64, precision=np.float64)

@@ -22,6 +22,7 @@ from engines import (
     read_metadata,
 )
 from engines.export import default_tolerance
+from engines.metadata import LABEL_CONVENTION_KEY, decode_metadata
 from engines.tolerance import compare_outputs
 from harness.zoo import cases, exported, fitted
 
@@ -79,7 +80,12 @@ def test_output_contract(name: str, exporter: str) -> None:
     model = exported(name, exporter).model
     outputs = {o.name: o for o in model.graph.output}
     assert set(outputs) <= {"label", "decision_function", "score_samples"}
-    assert "score_samples" in outputs
+    metadata = decode_metadata({p.key: p.value for p in model.metadata_props})
+    if metadata.get(LABEL_CONVENTION_KEY, "sklearn") == "pyod":
+        # PyOD's detectors answer labels 0/1 and decision_function only.
+        assert set(outputs) == {"label", "decision_function"}
+    else:
+        assert "score_samples" in outputs
     for out in outputs.values():
         dims = out.type.tensor_type.shape.dim
         assert len(dims) == 1, f"{out.name} must be 1-D [N]"
@@ -89,7 +95,8 @@ def test_output_contract(name: str, exporter: str) -> None:
     assert x.name == "X"
     batch, width = x.type.tensor_type.shape.dim
     assert not batch.dim_value  # dynamic batch
-    assert width.dim_value == fitted(name).n_features_in_
+    (case,) = cases(names=[name])
+    assert width.dim_value == case.data().X_train.shape[1]
     assert model.ir_version <= 10
 
 

@@ -183,7 +183,9 @@ def test_rows_where_the_reference_overflows_are_counted_not_failed() -> None:
     given = run_check(
         "score_close", target(Fake(saturating), reference, tolerance=Tolerance(rtol=1e-6))
     )
-    assert given.status == "fail"  # a fixed tolerance holds every row
+    # A given tolerance excuses them too: they lie beyond float32's range (|x| > 1.8e19).
+    assert given.status == "pass", given.message
+    assert given.undefined_rows > 0
 
 
 def test_input_bound_keeps_generated_values_near_the_data() -> None:
