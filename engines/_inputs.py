@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Sequence
 from typing import Any
 
@@ -10,8 +11,10 @@ import numpy.typing as npt
 
 from engines.errors import InputError
 
-__all__ = ["as_batch"]
+__all__ = ["FLOAT32_MAX", "as_batch"]
 
+#: The largest finite float32: larger finite values become +-inf when cast to float32.
+FLOAT32_MAX = float(np.finfo(np.float32).max)
 _NUMERIC_KINDS = frozenset("fiub")
 
 
@@ -24,7 +27,11 @@ def as_batch(
 ) -> npt.NDArray[Any]:
     """``X`` as a C-contiguous 2-D array of ``dtype`` (None: keep floats, ints become float64).
 
-    Raises InputError naming the expected and received shape or dtype.
+    A DataFrame's columns are matched to ``feature_names`` by name and reordered; without
+    names they are taken by position. Finite values beyond float32's range become +-inf when
+    cast to float32, as scikit-learn's own float32 cast makes them (engines refuse them where
+    the original estimator refuses infinity). Raises InputError naming the expected and
+    received shape, dtype or columns.
     """
     if type(X) is np.ndarray:
         arr: npt.NDArray[Any] = X
@@ -59,16 +66,24 @@ def as_batch(
 
 
 def _from_frame(frame: Any, feature_names: Sequence[str] | None) -> npt.NDArray[Any]:
+    """A DataFrame's values, columns matched to ``feature_names`` by name (labels compared as
+    strings, whatever their type), in the model's order."""
     columns = [str(c) for c in frame.columns]
     if feature_names is not None and columns != list(feature_names):
-        missing = [c for c in feature_names if c not in columns]
-        extra = [c for c in columns if c not in feature_names]
-        if missing or extra:
+        names = [str(n) for n in feature_names]
+        duplicated = sorted(c for c, k in Counter(columns).items() if k > 1)
+        missing = [c for c in names if c not in columns]
+        extra = [c for c in columns if c not in names]
+        if duplicated or missing or extra:
             raise InputError(
                 f"DataFrame columns do not match the model's features: missing {missing}, "
-                f"unexpected {extra}; expected columns {list(feature_names)}"
+                f"unexpected {extra}"
+                + (f", duplicated {duplicated}" if duplicated else "")
+                + f"; expected columns {names}"
             )
-        frame = frame[list(feature_names)]
+        # By position, not by label: the labels may be ints, or strings equal to str(int).
+        position = {c: i for i, c in enumerate(columns)}
+        frame = frame.iloc[:, [position[n] for n in names]]
     try:
         return np.asarray(frame.to_numpy())
     except (TypeError, ValueError) as exc:

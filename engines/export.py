@@ -20,8 +20,15 @@ from engines._io import atomic_write_bytes
 from engines._version import __version__
 from engines.config import EngineConfig
 from engines.errors import ExportValidationError, InputError, UnsupportedModelError
-from engines.metadata import ACCEPTS_INF_KEY, ACCEPTS_NAN_KEY, OFFSET_KEY, write_metadata
+from engines.metadata import (
+    ACCEPTS_INF_KEY,
+    ACCEPTS_NAN_KEY,
+    MIN_RUNTIME_KEY,
+    OFFSET_KEY,
+    write_metadata,
+)
 from engines.native import native_supported, native_to_onnx
+from engines.native._runtime import RuntimeVersion, minimum_runtime, resolve_target
 from engines.native.pyod import (
     PYOD_EXPORTABLE,
     check_pyod_exportable,
@@ -348,6 +355,32 @@ def validate_export(
     )
 
 
+def _drop_initializer_value_info(proto: onnx.ModelProto) -> None:
+    """Remove value_info entries that repeat an initializer's shape (torch.onnx writes them).
+
+    They are redundant, and onnxruntime 1.20's int8 quantizer fails on them once it has
+    rewritten a Gemm weight ("Inferred shape and existing shape differ in dimension 0").
+    """
+    names = {t.name for t in proto.graph.initializer}
+    kept = [v for v in proto.graph.value_info if v.name not in names]
+    del proto.graph.value_info[:]
+    proto.graph.value_info.extend(kept)
+
+
+def _check_target(
+    proto: onnx.ModelProto, exporter: str, final: Any, target: RuntimeVersion
+) -> RuntimeVersion:
+    """The oldest onnxruntime that loads ``proto``; refused if that is newer than ``target``."""
+    needed = minimum_runtime(proto)
+    if needed > target:
+        opsets = ", ".join(f"{o.domain or 'ai.onnx'} {o.version}" for o in proto.opset_import)
+        raise UnsupportedModelError(
+            f"the {exporter} export of {type(final).__name__} (IR {proto.ir_version}, {opsets}) "
+            f"needs onnxruntime >= {needed}, but target_runtime is {target}"
+        )
+    return needed
+
+
 def _check_loads(proto: onnx.ModelProto, exporter: str, final: Any) -> None:
     """Refuse an export onnxruntime cannot load (never write an unloadable file)."""
     import onnxruntime
@@ -376,6 +409,7 @@ def export(
     validate: bool = True,
     validation_data: npt.ArrayLike | None = None,
     tolerance: Tolerance | None = None,
+    target_runtime: str | RuntimeVersion | None = None,
 ) -> ExportReport:
     """Export a fitted anomaly detector to ONNX: outputs label, decision_function, score_samples.
 
@@ -386,11 +420,22 @@ def export(
     rows sampled around the fitted data, 10% far out) and ExportValidationError is raised with
     the numbers if it disagrees beyond ``tolerance``; the summary is stored in the metadata.
 
+    The graph loads on ``target_runtime`` (an onnxruntime version such as ``"1.20"``; default:
+    the installed one) and every newer release: where the target lacks a faster operator, the
+    older form is emitted (IsolationForest: ai.onnx.ml 3 ``TreeEnsembleRegressor`` below
+    onnxruntime 1.21, scores within ~2e-8 instead of ~1e-15). A target older than 1.20 or newer
+    than the installed onnxruntime is refused. The metadata's ``min_onnxruntime`` says the
+    oldest release that loads the graph.
+
     Example:
         >>> report = export(IsolationForest().fit(X), path="m.onnx")  # doctest: +SKIP
         >>> report.validation.label_agreement  # doctest: +SKIP
         1.0
+        >>> old = export(forest, target_runtime="1.20")  # doctest: +SKIP
+        >>> [n.op_type for n in old.model.graph.node if n.domain == "ai.onnx.ml"]  # doctest: +SKIP
+        ['TreeEnsembleRegressor']
     """
+    runtime = resolve_target(target_runtime)
     final = _check_exportable(model)
     fitted_width = pyod_width(final) if is_pyod_detector(final) else final.n_features_in_
     width = int(n_features if n_features is not None else fitted_width)
@@ -410,10 +455,11 @@ def export(
         proto = export_torch(
             final.module_, example, validate=False, offset=float(final.offset_)
         ).model
+        _drop_initializer_value_info(proto)
     elif chosen == "native" and is_pyod_detector(final):
-        proto = pyod_to_onnx(model, dtype=np_dtype)
+        proto = pyod_to_onnx(model, dtype=np_dtype, target_runtime=runtime)
     elif chosen == "native":
-        proto = native_to_onnx(model, dtype=np_dtype)
+        proto = native_to_onnx(model, dtype=np_dtype, target_runtime=runtime)
     elif chosen == "onnxmltools":
         from engines._onnxmltools import scorer_to_onnx
 
@@ -423,7 +469,9 @@ def export(
 
         proto = skl2onnx_to_onnx(model, n_features=width, dtype=np_dtype)
     seconds = time.perf_counter() - start
+    needed = _check_target(proto, chosen, final, runtime)
     meta = _metadata(model, width, np_dtype, chosen)
+    meta[MIN_RUNTIME_KEY] = str(needed)
     if is_pyod_detector(final):  # PyOD's convention and threshold_, no scikit-learn offset
         meta = pyod_metadata(final, meta)
     if chosen == "onnxmltools":

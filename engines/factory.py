@@ -13,7 +13,7 @@ from engines.config import EngineConfig
 from engines.errors import ModelLoadError, UnsupportedModelError
 from engines.fallback import FallbackEngine
 from engines.onnx_engine import OnnxEngine
-from engines.persistence import file_sha256, load_model
+from engines.persistence import load_model_and_sha256
 from engines.sklearn_engine import SklearnEngine
 
 __all__ = ["create_engine"]
@@ -82,11 +82,11 @@ def _sklearn_engine(model: Any, config: EngineConfig) -> Engine:
             path = Path(config.model_dir) / path
         if path.suffix.lower() == ".onnx":
             raise ModelLoadError(f"{path} is an ONNX model; a scikit-learn model was expected here")
-        estimator = load_model(path)
+        estimator, sha256 = load_model_and_sha256(path, max_bytes=config.max_model_bytes)
         return SklearnEngine(
             estimator,
             model_path=str(path),
-            model_sha256=file_sha256(path),
+            model_sha256=sha256,
             collect_metrics=config.collect_metrics,
         )
     if hasattr(model, "fit"):

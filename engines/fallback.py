@@ -20,19 +20,26 @@ from engines.errors import (
 
 __all__ = ["FallbackEngine"]
 
-# Failures of the primary model that the fallback answers for. Input errors are the caller's
-# and a strict provider refusal is a configuration error: both propagate.
-_RECOVERABLE = (ModelLoadError, UnsupportedModelError, InferenceError, MethodUnavailableError)
+# Failures of the primary model that switch to the fallback for good: it failed to load, to
+# run, or answered what a detector never answers. A caller's mistake (InputError, a method
+# neither model answers) and a strict provider refusal (a configuration error) propagate and
+# switch nothing; a method only the fallback answers is routed to it, call by call.
+_RECOVERABLE = (ModelLoadError, UnsupportedModelError, InferenceError)
 
 
 class FallbackEngine(Engine):
     """Primary engine (usually ONNX) with a scikit-learn engine behind it.
 
-    If the primary fails to load, or fails to run, the fallback answers, a FallbackWarning is
-    emitted once, and ``info()`` reports ``is_fallback`` and why. Falling back never changes
-    the answers' convention (``Engine.convention``): a primary and a fallback that answer in
-    different conventions (a PyOD export behind a scikit-learn estimator, say) are refused
-    with ModelLoadError when the primary loads; ``convention`` is the fallback's.
+    If the primary fails to load, or fails to run, the fallback answers from then on, a
+    FallbackWarning is emitted once, and ``info()`` reports ``is_fallback`` and why. A
+    caller's mistake never switches: bad input raises InputError and a method neither model
+    answers MethodUnavailableError, and the primary keeps answering. A method only the
+    fallback answers (score_samples of a plain skl2onnx graph, say) comes from the fallback
+    for that call only (warned once per method; ``info()["methods_from_fallback"]``).
+    Falling back never changes the answers' convention (``Engine.convention``): a primary and
+    a fallback that answer in different conventions (a PyOD export behind a scikit-learn
+    estimator, say) are refused with ModelLoadError when the primary loads; ``convention`` is
+    the fallback's.
 
     Example:
         >>> engine = FallbackEngine(lambda: OnnxEngine("m.onnx"), SklearnEngine(est))
@@ -46,6 +53,7 @@ class FallbackEngine(Engine):
         self.primary: Engine | None = None
         self.fallback_reason: str | None = None
         self._warned = False
+        self._routed: set[str] = set()  # methods answered by the fallback for the primary
         try:
             self.primary = primary if isinstance(primary, Engine) else primary()
         except _RECOVERABLE as exc:
@@ -109,6 +117,27 @@ class FallbackEngine(Engine):
 
     def _answer(self, method: str, X: Any) -> npt.NDArray[Any]:
         engine = self.active
+        if method not in self.methods:
+            primary = (
+                ""
+                if self.primary is None
+                else f"the primary answers {sorted(self.primary.methods)}, "
+            )
+            raise MethodUnavailableError(
+                f"neither engine answers {method}: {primary}the fallback "
+                f"{sorted(self.fallback.methods)}"
+            )
+        if engine is self.primary and method not in engine.methods:
+            if method not in self._routed:
+                self._routed.add(method)
+                warnings.warn(
+                    f"{method} comes from the fallback engine: the primary cannot answer it "
+                    f"(it answers {sorted(engine.methods)}); its other methods still answer",
+                    FallbackWarning,
+                    stacklevel=3,
+                )
+            routed: npt.NDArray[Any] = getattr(self.fallback, method)(X)
+            return routed
         if engine is self.primary:
             try:
                 result: npt.NDArray[Any] = getattr(engine, method)(X)
@@ -127,6 +156,12 @@ class FallbackEngine(Engine):
     def decision_function(self, X: Any) -> npt.NDArray[np.floating[Any]]:
         return self._answer("decision_function", X)
 
+    def _methods_from_fallback(self) -> list[str]:
+        """Methods the fallback answers while the primary answers the others."""
+        if self.primary is None or self.is_fallback:
+            return []
+        return sorted(self.fallback.methods - self.primary.methods)
+
     def info(self) -> dict[str, Any]:
         info = self.active.info()
         # A provider fallback inside the primary (CUDA asked, CPU ran) is a fallback too.
@@ -134,6 +169,7 @@ class FallbackEngine(Engine):
             engine=self.kind,
             convention=self.convention,
             answering_engine=self.active.kind,
+            methods_from_fallback=self._methods_from_fallback(),
             primary=None if self.primary is None else self.primary.info(),
             is_fallback=self.is_fallback or bool(info.get("is_fallback")),
             fallback_reason=self.fallback_reason or info.get("fallback_reason"),

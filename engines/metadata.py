@@ -9,6 +9,7 @@ from typing import Any
 
 import onnx
 
+from engines._io import DEFAULT_MAX_MODEL_BYTES, read_regular_file
 from engines.errors import ModelLoadError
 
 __all__ = [
@@ -16,6 +17,7 @@ __all__ = [
     "ACCEPTS_NAN_KEY",
     "CONVENTIONS",
     "LABEL_CONVENTION_KEY",
+    "MIN_RUNTIME_KEY",
     "OFFSET_KEY",
     "SCORE_KIND_KEY",
     "THRESHOLD_KEY",
@@ -41,6 +43,9 @@ LABEL_CONVENTION_KEY = "label_convention"
 CONVENTIONS: tuple[str, ...] = ("sklearn", "pyod")
 #: Under the "pyod" convention: PyOD's ``threshold_``, label 1 where decision_function > it.
 THRESHOLD_KEY = "threshold"
+#: The oldest onnxruntime (major.minor, e.g. "1.20") that loads the graph, from its IR version
+#: and opsets as measured per release (engines.native._runtime.LOADS).
+MIN_RUNTIME_KEY = "min_onnxruntime"
 
 
 def decode_metadata(raw: Mapping[str, str]) -> dict[str, Any]:
@@ -64,17 +69,16 @@ def write_metadata(model: onnx.ModelProto, metadata: Mapping[str, Any]) -> None:
     onnx.helper.set_model_props(model, current)
 
 
-def read_metadata(path: str | Path) -> dict[str, Any]:
-    """Metadata of an ONNX file, decoded.
+def read_metadata(path: str | Path, *, max_bytes: int = DEFAULT_MAX_MODEL_BYTES) -> dict[str, Any]:
+    """Metadata of an ONNX file, decoded (only a regular file of at most ``max_bytes``).
 
     Example:
         >>> read_metadata("model.onnx")["estimator"]  # doctest: +SKIP
         'IsolationForest'
     """
+    payload = read_regular_file(path, max_bytes=max_bytes, what="model file")
     try:
-        model = onnx.load_model(str(path), load_external_data=False)
-    except FileNotFoundError as exc:
-        raise ModelLoadError(f"no such model file: {path}") from exc
+        model = onnx.load_model_from_string(payload)
     except Exception as exc:
         raise ModelLoadError(f"{path} is not a readable ONNX model: {exc}") from exc
     return decode_metadata({p.key: p.value for p in model.metadata_props})

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import os
+import re
 import time
 from collections import Counter
 from pathlib import Path
@@ -16,7 +18,8 @@ import onnxruntime as ort
 from google.protobuf.message import DecodeError
 from onnx import external_data_helper
 
-from engines._inputs import as_batch
+from engines._inputs import FLOAT32_MAX, as_batch
+from engines._io import read_regular_file
 from engines._outputs import (
     SCORE_KINDS,
     GraphOutput,
@@ -46,7 +49,7 @@ from engines.metadata import (
 )
 from engines.providers import diagnose_provider
 
-__all__ = ["SCORE_KINDS", "ModelSource", "OnnxEngine"]
+__all__ = ["SCORE_KINDS", "ModelSource", "OnnxEngine", "Placement", "placement_of"]
 
 ModelSource = str | os.PathLike[str] | bytes | onnx.ModelProto
 
@@ -84,6 +87,15 @@ class OnnxEngine(Engine):
     UnsupportedModelError saying what was found; so is, at run time, an output that does not
     give one value per row or a label outside {-1, 1}.
 
+    The model is read once: its sha256, metadata, output checks and the onnxruntime session
+    all come from the same bytes (external data too, read from the model's folder only). Only
+    regular files of at most ``config.max_model_bytes`` are read. A provider is active only
+    where it runs graph nodes (``info()["nodes_per_provider"]``, ``"placement"``: "single" or
+    "mixed"); under ``strict_provider`` the requested provider must run at least one node.
+    Finite float64 values beyond float32's range become +-inf in a float32 model, as
+    scikit-learn's own float32 cast makes them; where the original estimator refuses infinity
+    (metadata ``accepts_inf: false``) they are refused, saying so.
+
     Example:
         >>> engine = OnnxEngine("model.onnx", EngineConfig(provider="cpu", intra_op_threads=1))
         ... # doctest: +SKIP
@@ -109,11 +121,15 @@ class OnnxEngine(Engine):
         offset = None if offset is None else finite_offset(offset)
         if score_kind is not None and score_kind not in SCORE_KINDS:
             raise ValueError(f"score_kind must be one of {SCORE_KINDS} or None, got {score_kind!r}")
-        self.model_path, payload, proto = _read_model(model, self.config.model_dir)
+        loaded = _read_model(model, self.config.model_dir, self.config.max_model_bytes)
+        self.model_path, payload, proto = loaded.path, loaded.payload, loaded.proto
         self.model_sha256 = hashlib.sha256(payload).hexdigest()
+        self.external_data_sha256 = {
+            location: hashlib.sha256(data).hexdigest() for location, data in loaded.external
+        }
         self._payload = payload
         self.metadata = decode_metadata({p.key: p.value for p in proto.metadata_props})
-        self._session = self._create_session(payload)
+        self._session = self._create_session(loaded)
         self._bind_io(proto, offset, score_kind)
         self._check_provider()
         self._warm_up()
@@ -145,7 +161,7 @@ class OnnxEngine(Engine):
                 options.profile_file_prefix = str(cfg.profile_path)
         return options
 
-    def _create_session(self, payload: bytes) -> ort.InferenceSession:
+    def _create_session(self, loaded: _Loaded) -> ort.InferenceSession:
         available = ort.get_available_providers()
         chain = [p for p in self.config.requested_providers if p in available]
         if "CPUExecutionProvider" not in chain:
@@ -154,18 +170,32 @@ class OnnxEngine(Engine):
         provider_options = [
             dict(self.config.provider_options) if p == primary else {} for p in chain
         ]
-        source: str | bytes = str(self.model_path) if self.model_path is not None else payload
-        try:
+        options = self._session_options()
+        payload = loaded.payload
+        if loaded.external and _IN_MEMORY_EXTERNAL:  # the bytes _read_model read and checked
+            options.add_external_initializers_from_files_in_memory(
+                [location for location, _ in loaded.external],
+                [data for _, data in loaded.external],
+                [len(data) for _, data in loaded.external],
+            )
+        elif loaded.external:  # an onnxruntime without that API: the same bytes, inlined
+            payload = _inlined(loaded.proto, dict(loaded.external), self._name())
+        try:  # from the bytes already hashed and checked: never the file again
             return ort.InferenceSession(
-                source, self._session_options(), providers=chain, provider_options=provider_options
+                payload, options, providers=chain, provider_options=provider_options
             )
         except (
             Exception
         ) as exc:  # ORT raises its own exception types; say what failed and what to do
+            hint = (
+                " If its IR version or opset is newer than this onnxruntime supports, "
+                "re-export with an explicit ir_version and target opset, or upgrade onnxruntime."
+                if _VERSION_TROUBLE.search(str(exc))
+                else ""
+            )
             raise ModelLoadError(
-                f"onnxruntime {ort.__version__} cannot load {self._name()}: {exc}. If the IR "
-                "version or opset is newer than this onnxruntime supports, re-export with an "
-                "explicit ir_version and target opset, or upgrade onnxruntime."
+                f"onnxruntime {ort.__version__} cannot load {self._name()}: "
+                f"{str(exc).strip().rstrip('.')}.{hint}"
             ) from exc
 
     def _bind_io(
@@ -241,15 +271,29 @@ class OnnxEngine(Engine):
             )
 
     def _check_provider(self) -> None:
-        active = self._session.get_providers()
         requested = self.config.provider_name
-        self.is_fallback = requested not in active
+        self.placement = placement_of(
+            self._session.get_providers(), self._assigned_nodes(), requested
+        )
+        self.is_fallback = requested not in self.placement.active
         self.fallback_reason: str | None = None
         if self.is_fallback:
-            reason = diagnose_provider(requested)
+            reason = self.placement.idle_reason or diagnose_provider(requested)
             if self.config.strict_provider:
                 raise ProviderUnavailableError(self.config.provider, reason)
-            self.fallback_reason = f"{requested} unavailable ({reason}); running on {active[0]}"
+            running = ", ".join(self.placement.active)
+            self.fallback_reason = f"{requested} unavailable ({reason}); running on {running}"
+
+    def _assigned_nodes(self) -> dict[str, int] | None:
+        """How many graph nodes each provider runs, from ORT's graph-assignment record."""
+        try:
+            assigned = self._session.get_provider_graph_assignment_info()
+        except Exception:  # older onnxruntime without the API: unknown, not guessed
+            return None
+        counts: Counter[str] = Counter()
+        for subgraph in assigned:
+            counts[subgraph.ep_name] += len(subgraph.get_nodes())
+        return dict(counts)
 
     def _warm_up(self) -> None:
         width = self._n_features or 1
@@ -261,11 +305,16 @@ class OnnxEngine(Engine):
                 f"{self._name()} loaded but failed its warm-up run: {exc}"
             ) from exc
         # Outputs whose static shape was unknown: one row must give one value (labels in -1/1).
+        # An empty batch answers an empty array of the dtype a non-empty one gets.
         by_name = dict(zip(self.output_names, results, strict=True))
-        for plan in self._plans.values():
+        self._empty: dict[str, npt.NDArray[Any]] = {}
+        for method, plan in self._plans.items():
             if plan is not None:
                 name, transform = plan
-                transform(rows_of(np.asarray(by_name[name]), 1, name, self._name()))
+                answer = transform(rows_of(np.asarray(by_name[name]), 1, name, self._name()))
+                if method == "predict":
+                    answer = np.asarray(answer).astype(np.int64, copy=False)
+                self._empty[method] = np.asarray(answer)[:0].copy()
 
     def _name(self) -> str:
         return str(self.model_path) if self.model_path is not None else "the in-memory model"
@@ -325,14 +374,14 @@ class OnnxEngine(Engine):
         else:
             batch = self._validate(X)
         if (self._reject_nan or self._reject_inf) and not np.isfinite(batch).all():
-            self._refuse_non_finite(batch)
+            self._refuse_non_finite(batch, X)
         n = batch.shape[0]
         name, transform = plan
         out: npt.NDArray[Any]
         if 0 < n <= self._chunk:
             out = transform(self._run1(name, batch))
         elif n == 0:
-            out = transform(np.zeros(0, dtype=self.input_dtype))
+            out = self._empty[method].copy()
         else:
             step = self._chunk
             out = np.concatenate(
@@ -342,15 +391,29 @@ class OnnxEngine(Engine):
             self._timing = (start, time.perf_counter(), n)
         return out
 
-    def _refuse_non_finite(self, batch: npt.NDArray[Any]) -> None:
+    def _refuse_non_finite(self, batch: npt.NDArray[Any], X: Any) -> None:
         has_nan = bool(np.isnan(batch).any())
         has_inf = bool(np.isinf(batch).any())
+        beyond = False
+        if has_inf and self._reject_inf and self.input_dtype == np.float32:
+            # Which infinities were finite values beyond float32's range before the cast?
+            source = as_batch(X, n_features=None, dtype=None, feature_names=self.feature_names)
+            if source.dtype != np.float32:
+                beyond = bool((np.abs(source[np.isfinite(source)]) > FLOAT32_MAX).any())
+                has_inf = bool(np.isinf(source).any())
         if (has_nan and self._reject_nan) or (has_inf and self._reject_inf):
             what = " and ".join(w for w, h in (("NaN", has_nan), ("infinity", has_inf)) if h)
             estimator = self.metadata.get("estimator", "the original estimator")
             raise InputError(
                 f"input contains {what}, which {estimator} refuses (scikit-learn raises for it); "
                 "impute or drop those rows first"
+            )
+        if beyond:
+            estimator = self.metadata.get("estimator", "the original estimator")
+            raise InputError(
+                f"input holds finite values beyond float32's range (|x| > {FLOAT32_MAX:.7g}): "
+                f"this float32 model would see them as infinity, which {estimator} refuses; "
+                "scale or clip those values first (or export a float64 model)"
             )
 
     def _run1(self, name: str, batch: npt.NDArray[Any]) -> npt.NDArray[Any]:
@@ -365,19 +428,13 @@ class OnnxEngine(Engine):
     # -- introspection ------------------------------------------------------------------------
 
     def model_bytes(self) -> bytes:
-        """The serialized model this engine runs (external data, if any, stays in its files)."""
+        """The serialized model file this engine runs (external data, if any, not inlined)."""
         return self._payload
 
     def nodes_per_provider(self) -> dict[str, int] | None:
-        """How many graph nodes each provider runs, from ORT's graph-assignment record."""
-        try:
-            assigned = self._session.get_provider_graph_assignment_info()
-        except Exception:  # older onnxruntime without the API: unknown, not guessed
-            return None
-        counts: Counter[str] = Counter()
-        for subgraph in assigned:
-            counts[subgraph.ep_name] += len(subgraph.get_nodes())
-        return dict(counts)
+        """How many graph nodes each provider runs (recorded once, at session creation)."""
+        nodes = self.placement.nodes
+        return None if nodes is None else dict(nodes)
 
     def end_profiling(self) -> Path | None:
         """Stop profiling and return the profile JSON path (None when profiling is off)."""
@@ -403,8 +460,11 @@ class OnnxEngine(Engine):
             "threshold": self.threshold,
             "methods": sorted(self._methods),
             "requested_providers": self.config.requested_providers,
-            "active_providers": self._session.get_providers(),
+            "registered_providers": list(self.placement.registered),
+            "active_providers": list(self.placement.active),
             "nodes_per_provider": self.nodes_per_provider(),
+            "placement": self.placement.kind,
+            "external_data_sha256": dict(self.external_data_sha256),
             "is_fallback": self.is_fallback,
             "fallback_reason": self.fallback_reason,
             "onnxruntime_version": ort.__version__,
@@ -413,18 +473,72 @@ class OnnxEngine(Engine):
         }
 
 
+# -- where nodes run ------------------------------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True)
+class Placement:
+    """Where a session's nodes run: only providers that run a node are active."""
+
+    registered: tuple[str, ...]  # session.get_providers(): accepted, not necessarily used
+    active: tuple[str, ...]  # providers that run at least one node, in preference order
+    nodes: dict[str, int] | None  # nodes per provider; None when onnxruntime cannot say
+    idle_reason: str | None  # why the requested provider, registered, is not active
+
+    @property
+    def kind(self) -> str:
+        """One of "single" (one provider runs every node), "mixed" or "unknown"."""
+        if self.nodes is None or not sum(self.nodes.values()):
+            return "unknown"
+        return "mixed" if len(self.active) > 1 else "single"
+
+
+def placement_of(registered: list[str], nodes: dict[str, int] | None, requested: str) -> Placement:
+    """Which providers really run: those with nodes (all registered ones when ORT cannot say,
+    or the graph has no node)."""
+    counts = {p: n for p, n in (nodes or {}).items() if n > 0}
+    if nodes is None or not counts:
+        return Placement(tuple(registered), tuple(registered), nodes, None)
+    order = [p for p in registered if p in counts] + sorted(set(counts) - set(registered))
+    idle = None
+    if requested in registered and requested not in counts:
+        where = ", ".join(f"{p} {counts[p]}" for p in order)
+        idle = (
+            f"registered, but it runs none of the graph's {sum(counts.values())} nodes "
+            f"(nodes per provider: {where}): it has no kernel for them, or is not a compute "
+            "provider"
+        )
+    return Placement(tuple(registered), tuple(order), dict(nodes), idle)
+
+
 # -- reading a model file ------------------------------------------------------------------
 
+# Whether this onnxruntime takes external data files' bytes from memory; one without the API
+# gets the same bytes inlined into the model instead.
+_IN_MEMORY_EXTERNAL = hasattr(ort.SessionOptions, "add_external_initializers_from_files_in_memory")
+# onnxruntime's words when a model is newer than it supports.
+_VERSION_TROUBLE = re.compile(r"ir.?version|opset|Unsupported model", re.IGNORECASE)
 
-def _read_model(
-    model: ModelSource, model_dir: Path | None
-) -> tuple[Path | None, bytes, onnx.ModelProto]:
+
+@dataclasses.dataclass(frozen=True)
+class _Loaded:
+    """A model read once: every later step uses these bytes, never the file again."""
+
+    path: Path | None
+    payload: bytes
+    proto: onnx.ModelProto
+    external: list[tuple[str, bytes]]  # (location as the model writes it, the file's bytes)
+
+
+def _read_model(model: ModelSource, model_dir: Path | None, max_bytes: int) -> _Loaded:
     """Resolve, read and parse a model; refuse missing, empty, corrupt and unsafe files."""
     if isinstance(model, onnx.ModelProto):
         payload = model.SerializeToString()
-        return None, payload, _checked_proto(model, None, "the in-memory model")
+        proto = _checked_proto(model, None, "the in-memory model")
+        return _Loaded(None, payload, proto, [])
     if isinstance(model, bytes | bytearray):
-        return None, bytes(model), _parse(bytes(model), None, "the in-memory model")
+        payload = bytes(model)
+        return _Loaded(None, payload, _parse(payload, None, "the in-memory model"), [])
     if not isinstance(model, str | os.PathLike):
         raise ModelLoadError(
             f"expected a path, bytes or onnx.ModelProto, got {type(model).__name__}"
@@ -432,14 +546,62 @@ def _read_model(
     path = Path(model)
     if not path.is_absolute() and model_dir is not None and not path.exists():
         path = Path(model_dir) / path
-    if not path.exists():
-        raise ModelLoadError(f"no such model file: {path}")
-    if path.is_dir():
-        raise ModelLoadError(f"{path} is a directory; expected an .onnx file")
-    payload = path.read_bytes()
+    payload = read_regular_file(path, max_bytes=max_bytes, what="model file")
     if not payload:
         raise ModelLoadError(f"{path} is empty (0 bytes); re-export the model")
-    return path.resolve(), payload, _parse(payload, path.resolve().parent, str(path))
+    resolved = path.resolve()
+    proto = _parse(payload, resolved.parent, str(path))
+    external = _read_external(proto, resolved.parent, str(path), max_bytes - len(payload))
+    return _Loaded(resolved, payload, proto, external)
+
+
+def _read_external(
+    proto: onnx.ModelProto, base_dir: Path, name: str, budget: int
+) -> list[tuple[str, bytes]]:
+    """The external data files ``proto`` names (checked inside ``base_dir``), each read once."""
+    out: list[tuple[str, bytes]] = []
+    for location in dict.fromkeys(loc for _, loc in _external_locations(proto)):
+        data = read_regular_file(
+            (base_dir / location).resolve(),
+            max_bytes=max(budget, 0),
+            what=f"external data of {name} (the model file and its data share one limit)",
+        )
+        budget -= len(data)
+        out.append((location, data))
+    return out
+
+
+def _inlined(proto: onnx.ModelProto, files: dict[str, bytes], name: str) -> bytes:
+    """``proto`` serialized with its external tensors' bytes taken from ``files``."""
+    copy = onnx.ModelProto()
+    copy.CopyFrom(proto)
+    for tensor in external_data_helper._get_all_tensors(copy):
+        if not external_data_helper.uses_external_data(tensor):
+            continue
+        info = external_data_helper.ExternalDataInfo(tensor)
+        data = files[info.location]
+        start = info.offset or 0
+        end = len(data) if info.length is None else start + info.length
+        if end > len(data):
+            raise ModelLoadError(
+                f"{name}: tensor {tensor.name!r} needs bytes {start}-{end} of {info.location!r}, "
+                f"which has {len(data)}"
+            )
+        tensor.raw_data = data[start:end]
+        tensor.data_location = onnx.TensorProto.DEFAULT
+        del tensor.external_data[:]
+    payload: bytes = copy.SerializeToString()
+    return payload
+
+
+def _external_locations(proto: onnx.ModelProto) -> list[tuple[str, str]]:
+    """(tensor name, location) of every tensor stored in external data."""
+    locations = []
+    for tensor in external_data_helper._get_all_tensors(proto):
+        if external_data_helper.uses_external_data(tensor):
+            info = {entry.key: entry.value for entry in tensor.external_data}
+            locations.append((tensor.name, info.get("location", "")))
+    return locations
 
 
 def _parse(payload: bytes, base_dir: Path | None, name: str) -> onnx.ModelProto:
@@ -458,15 +620,15 @@ def _checked_proto(proto: onnx.ModelProto, base_dir: Path | None, name: str) -> 
             f"{name} parsed but holds no ONNX graph (no inputs or IR version): "
             "it is probably not an ONNX file"
         )
-    for tensor in external_data_helper._get_all_tensors(proto):
-        if not external_data_helper.uses_external_data(tensor):
-            continue
-        info = {entry.key: entry.value for entry in tensor.external_data}
-        location = info.get("location", "")
+    for tensor, location in _external_locations(proto):
         if base_dir is None:
             raise ModelLoadError(
-                f"{name} stores tensor {tensor.name!r} in external data ({location!r}); "
+                f"{name} stores tensor {tensor!r} in external data ({location!r}); "
                 "load it from its file path so the data can be found"
+            )
+        if not location:
+            raise ModelLoadError(
+                f"{name} stores tensor {tensor!r} in external data without a location"
             )
         target = (base_dir / location).resolve()
         if Path(location).is_absolute() or not target.is_relative_to(base_dir):

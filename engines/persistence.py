@@ -3,15 +3,24 @@
 from __future__ import annotations
 
 import hashlib
+import io
 import pickle
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from engines._io import DEFAULT_MAX_MODEL_BYTES, read_regular_file
 from engines.errors import ModelLoadError, UnsupportedModelError
 
-__all__ = ["DEFAULT_TRUSTED", "file_sha256", "load_model", "manifest_path_for", "save_model"]
+__all__ = [
+    "DEFAULT_TRUSTED",
+    "file_sha256",
+    "load_model",
+    "load_model_and_sha256",
+    "manifest_path_for",
+    "save_model",
+]
 
 # scikit-learn's distance metrics (sklearn.metrics._dist_metrics), both precisions; PyFunc is
 # left out on purpose: it wraps a Python callable.
@@ -108,46 +117,70 @@ def load_model(
     *,
     trusted: Sequence[str] | None = None,
     trust_pickle: bool = False,
+    max_bytes: int = DEFAULT_MAX_MODEL_BYTES,
 ) -> Any:
     """Load a fitted estimator from ``.skops`` (secure) or, when trusted, ``.pkl``/``.joblib``.
 
     ``trusted`` lists extra type names the caller accepts from a ``.skops`` file, beyond skops'
     defaults and ``DEFAULT_TRUSTED``; any other type is refused with the full list. Pickles
-    run code when loaded, so they load only with ``trust_pickle=True``.
+    run code when loaded, so they load only with ``trust_pickle=True``. Only a regular file
+    of at most ``max_bytes`` is read (ModelLoadError otherwise).
 
     Example:
         >>> model = load_model("models/detector.skops")  # doctest: +SKIP
+    """
+    return load_model_and_sha256(
+        path, trusted=trusted, trust_pickle=trust_pickle, max_bytes=max_bytes
+    )[0]
+
+
+def load_model_and_sha256(
+    path: str | Path,
+    *,
+    trusted: Sequence[str] | None = None,
+    trust_pickle: bool = False,
+    max_bytes: int = DEFAULT_MAX_MODEL_BYTES,
+) -> tuple[Any, str]:
+    """``load_model``, and the sha256 of the very bytes the estimator was loaded from.
+
+    The file is read once: a file replaced while loading cannot give one model's estimator
+    with another's hash.
+
+    Example:
+        >>> model, sha256 = load_model_and_sha256("models/detector.skops")  # doctest: +SKIP
     """
     path = Path(path)
     if not path.exists():
         raise ModelLoadError(f"no such model file: {path}")
     suffix = path.suffix.lower()
-    if suffix == ".skops":
-        return _load_skops(path, trusted)
-    if suffix in _PICKLE_SUFFIXES:
-        if not trust_pickle:
-            raise ModelLoadError(
-                f"refusing to load {path}: pickle files run arbitrary code when loaded. Convert it "
-                "to .skops (engines.save_model), or, if you created the file yourself, pass "
-                "trust_pickle=True (CLI: --trust-pickle)"
-            )
-        warnings.warn(
-            f"loading {path} with pickle: only do this for files you created yourself",
-            UserWarning,
-            stacklevel=2,
+    if suffix not in (".skops", *_PICKLE_SUFFIXES):
+        raise ModelLoadError(
+            f"{path}: unknown model format {suffix!r}; expected .skops (or .pkl/.joblib with "
+            "trust_pickle=True, CLI: --trust-pickle)"
         )
-        return _load_pickle(path)
-    raise ModelLoadError(
-        f"{path}: unknown model format {suffix!r}; expected .skops (or .pkl/.joblib with "
-        "trust_pickle=True, CLI: --trust-pickle)"
+    if suffix in _PICKLE_SUFFIXES and not trust_pickle:
+        raise ModelLoadError(
+            f"refusing to load {path}: pickle files run arbitrary code when loaded. Convert it "
+            "to .skops (engines.save_model), or, if you created the file yourself, pass "
+            "trust_pickle=True (CLI: --trust-pickle)"
+        )
+    data = read_regular_file(path, max_bytes=max_bytes, what="model file")
+    sha256 = hashlib.sha256(data).hexdigest()
+    if suffix == ".skops":
+        return _load_skops(path, data, trusted), sha256
+    warnings.warn(
+        f"loading {path} with pickle: only do this for files you created yourself",
+        UserWarning,
+        stacklevel=3,
     )
+    return _load_pickle(path, data), sha256
 
 
-def _load_skops(path: Path, trusted: Sequence[str] | None) -> Any:
+def _load_skops(path: Path, data: bytes, trusted: Sequence[str] | None) -> Any:
     import skops.io as sio
 
     try:
-        untrusted = sio.get_untrusted_types(file=path)
+        untrusted = sio.get_untrusted_types(data=data)
     except Exception as exc:
         raise ModelLoadError(f"{path} is not a readable .skops file: {exc}") from exc
     refused = sorted(set(untrusted) - DEFAULT_TRUSTED - set(trusted or ()))
@@ -157,19 +190,18 @@ def _load_skops(path: Path, trusted: Sequence[str] | None) -> Any:
             "then pass trusted=[...] with the ones you accept (CLI: --trusted TYPE, repeatable)"
         )
     try:
-        return sio.load(path, trusted=list(untrusted))
+        return sio.loads(data, trusted=list(untrusted))
     except Exception as exc:
         raise ModelLoadError(f"{path} could not be loaded by skops: {exc}") from exc
 
 
-def _load_pickle(path: Path) -> Any:
+def _load_pickle(path: Path, data: bytes) -> Any:
     try:
         if path.suffix.lower() == ".joblib":
             import joblib
 
-            return joblib.load(path)
-        with open(path, "rb") as handle:
-            return pickle.load(handle)
+            return joblib.load(io.BytesIO(data))
+        return pickle.loads(data)
     except Exception as exc:
         raise ModelLoadError(f"{path} could not be unpickled: {exc}") from exc
 

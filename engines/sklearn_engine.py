@@ -16,7 +16,7 @@ from sklearn.utils.validation import check_is_fitted
 
 from engines._inputs import as_batch
 from engines.base import METHODS, Engine
-from engines.errors import InputError, MethodUnavailableError, UnsupportedModelError
+from engines.errors import EngineError, InputError, MethodUnavailableError, UnsupportedModelError
 from engines.native.pyod import ROW_BY_ROW, is_pyod_detector, pyod_width
 
 __all__ = ["SklearnEngine"]
@@ -96,6 +96,7 @@ class SklearnEngine(Engine):
         self.offset: float | None = None if offset is None else float(np.ravel(offset)[0])
         threshold = getattr(final, "threshold_", None) if pyod else None
         self.threshold: float | None = None if threshold is None else float(threshold)
+        self._empty: dict[tuple[str, str], np.dtype[Any]] = {}
 
     @property
     def methods(self) -> frozenset[str]:
@@ -125,7 +126,7 @@ class SklearnEngine(Engine):
             X, n_features=self._n_features, dtype=None, feature_names=self.feature_names
         )
         if batch.shape[0] == 0:
-            out: npt.NDArray[Any] = np.zeros(0, dtype=np.float64)
+            out: npt.NDArray[Any] = np.zeros(0, dtype=self._empty_dtype(method, batch))
         else:
             call: Callable[[Any], Any] = getattr(self.estimator, method)
             # scikit-learn casts to float32 for some estimators: values beyond its range
@@ -135,6 +136,19 @@ class SklearnEngine(Engine):
         if self.collect_metrics:
             self._timing = (start, time.perf_counter(), batch.shape[0])
         return out.reshape(-1)
+
+    def _empty_dtype(self, method: str, batch: npt.NDArray[Any]) -> np.dtype[Any]:
+        """The dtype a one-row call answers for this input dtype (scikit-learn refuses 0 rows):
+        an empty batch answers like any other (float32 from LocalOutlierFactor on float32)."""
+        key = (method, batch.dtype.str)
+        if key not in self._empty:
+            row = np.zeros((1, batch.shape[1]), dtype=batch.dtype)
+            try:
+                one = self._call(getattr(self.estimator, method), row)
+                self._empty[key] = np.asarray(one).dtype
+            except (EngineError, ValueError, TypeError):  # a model that refuses zeros
+                self._empty[key] = np.dtype(np.float64)
+        return self._empty[key]
 
     def _call(self, call: Callable[[Any], Any], batch: npt.NDArray[Any]) -> npt.NDArray[Any]:
         try:
@@ -179,8 +193,10 @@ class SklearnEngine(Engine):
             "threshold": self.threshold,
             "scoring": "row by row" if self._row_by_row else "batch",
             "requested_providers": ["sklearn"],
+            "registered_providers": ["sklearn"],
             "active_providers": ["sklearn"],
             "nodes_per_provider": None,
+            "placement": "single",
             "is_fallback": False,
             "fallback_reason": None,
             "sklearn_version": sklearn.__version__,

@@ -118,7 +118,8 @@ class RowBound:
     from its own float64 answer beyond the bound (an artefact of its float32 arithmetic, e.g.
     an overflow). ``beyond_range`` marks rows holding a value whose square overflows the
     precision: an engine that disagrees there is not judged (its intermediates overflow).
-    With a fixed ``tolerance``: ``bound = atol + rtol * |answer|`` and nothing is undefined.
+    With a fixed ``tolerance``: ``bound = atol + rtol * |answer|``, nothing is undefined, and
+    rows are beyond_range as above when the rows are given (``fixed_bound``).
     """
 
     expected: npt.NDArray[np.float64]

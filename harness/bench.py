@@ -214,7 +214,9 @@ def prepare(point: BenchPoint, selection: Selection, workdir: Path) -> Runner:
     engine = OnnxEngine(model_bytes, _config(point))
     onnx_info = engine.info()
     extra.update(
-        provider_active=onnx_info["active_providers"][0],
+        provider_active="+".join(onnx_info["active_providers"]),
+        # .get: a gate --ab worker runs an older ref's engines, whose info() may predate it
+        placement=onnx_info.get("placement"),
         nodes_per_provider=onnx_info["nodes_per_provider"],
         model_sha256=extra["model_sha256"] or onnx_info["model_sha256"],
     )
@@ -245,7 +247,8 @@ def _prepare_user(point: BenchPoint, selection: Selection) -> Runner:
         engine_info = engine.info()
         sha, role = engine_info["model_sha256"], loaded.parity
         extra_onnx = {
-            "provider_active": engine_info["active_providers"][0],
+            "provider_active": "+".join(engine_info["active_providers"]),
+            "placement": engine_info.get("placement"),
             "nodes_per_provider": engine_info["nodes_per_provider"],
         }
     info: dict[str, Any] = {

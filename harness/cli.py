@@ -4,7 +4,8 @@ Exit codes, the same for every command (CI can trust them):
 
 - 0: pass.
 - 1: a discrepancy (parity) or a regression (``gate``).
-- 2: a usage or input error: bad options, unreadable model, data or result files.
+- 2: a usage or input error: bad options, unreadable model, data or result files, an
+  output location that cannot be written.
 - 3: inconclusive under ``--strict`` (``gate``).
 - 4: a fault of the harness itself; one line, the traceback with ``--verbose`` or in a log.
 - 130: interrupted.
@@ -20,7 +21,6 @@ import json
 import sys
 import tempfile
 import traceback
-import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -102,13 +102,14 @@ def build_parser() -> argparse.ArgumentParser:
         parents=[common],
         help="regenerate report.md and report.html from stored results",
         description="Build the reports from result files or folders (searched recursively); "
-        "unreadable files are reported and skipped.",
+        "unreadable files are reported and skipped, interrupted runs left out.",
     )
     report.add_argument("paths", nargs="+", type=Path, help="result files or folders")
     report.add_argument(
         "--out", type=Path, default=Path("out"), help="report folder (default: out)"
     )
     report.add_argument("--title", default="Harness report")
+    _add_include_interrupted(report)
     report.set_defaults(handler=_cmd_report)
 
     compare = sub.add_parser(
@@ -119,6 +120,7 @@ def build_parser() -> argparse.ArgumentParser:
     compare.add_argument("a", type=Path, help="result file or folder A (the reference)")
     compare.add_argument("b", type=Path, help="result file or folder B")
     compare.add_argument("--out", type=Path, default=None, help="also write the table here")
+    _add_include_interrupted(compare)
     compare.set_defaults(handler=_cmd_compare)
 
     gate = sub.add_parser(
@@ -169,6 +171,7 @@ def build_parser() -> argparse.ArgumentParser:
     gate.add_argument("--strict", action="store_true", help="inconclusive benchmarks exit 3")
     gate.add_argument("--json", type=Path, default=None, help="also write the verdicts as JSON")
     gate.add_argument("--markdown", type=Path, default=None, help="also write the table here")
+    _add_include_interrupted(gate)
     add_selection_options(gate.add_argument)
     gate.set_defaults(handler=_cmd_gate)
 
@@ -280,8 +283,17 @@ def build_parser() -> argparse.ArgumentParser:
         default=0.05,
         help="smallest total drift reported as creep (default 5%%)",
     )
+    _add_include_interrupted(history)
     history.set_defaults(handler=_cmd_history)
     return parser
+
+
+def _add_include_interrupted(command: argparse.ArgumentParser) -> None:
+    command.add_argument(
+        "--include-interrupted",
+        action="store_true",
+        help="also read runs stored marked interrupted (left out by default)",
+    )
 
 
 def _percent(text: str) -> float:
@@ -299,7 +311,7 @@ def _percent(text: str) -> float:
 
 def _cmd_gate(args: argparse.Namespace) -> int:
     from harness.gate import gate
-    from harness.store import ResultsError, load_results
+    from harness.store import OutputError, ResultsError
 
     options: dict[str, Any] = {
         "metric": args.metric,
@@ -308,6 +320,11 @@ def _cmd_gate(args: argparse.Namespace) -> int:
     }
     if args.model_change:
         options["model_change"] = args.model_change
+    try:
+        _check_outputs((args.markdown, "--markdown"), (args.json, "--json"))
+    except OutputError as exc:
+        print(f"harness gate: {exc}", file=sys.stderr)
+        return 2
     try:
         if args.ab:
             if args.baseline or args.candidate:
@@ -340,12 +357,8 @@ def _cmd_gate(args: argparse.Namespace) -> int:
                 return 2
             sides = []
             for path in (args.baseline, args.candidate):
-                if not path.exists():
-                    print(f"harness gate: no such file or folder: {path}", file=sys.stderr)
-                    return 2
-                results = load_results([path], strict=True)
-                if not results:
-                    print(f"harness gate: no result files in {path}", file=sys.stderr)
+                results = _gate_side(path, args.include_interrupted)
+                if results is None:
                     return 2
                 sides.append(results)
             report = gate(sides[0], sides[1], **options)
@@ -357,18 +370,19 @@ def _cmd_gate(args: argparse.Namespace) -> int:
         return 2
     table = report.to_markdown()
     print(table)
-    if args.markdown:
-        args.markdown.write_text(table)
-    if args.json:
-        args.json.write_text(report.to_json())
+    written = _write_outputs(
+        "gate", ((args.markdown, "--markdown", table), (args.json, "--json", report.to_json()))
+    )
+    if report.regressed:
+        return 1  # a finding outranks an output that could not be written (said above)
+    if not written:
+        return 2
     if not report.rows:
         print(
             "harness gate: no benchmark is comparable in both runs (see 'Not comparable' above)",
             file=sys.stderr,
         )
         return 2
-    if report.regressed:
-        return 1
     if report.inconclusive:
         print(
             f"harness gate: {len(report.inconclusive)} inconclusive (see the reasons above; "
@@ -381,11 +395,69 @@ def _cmd_gate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _gate_side(path: Path, include_interrupted: bool) -> list[Any] | None:
+    """The results of one gate side; None (after saying why) if any file is malformed or
+    none is left: the gate refuses to decide on part of the evidence."""
+    from harness.store import scan_results
+
+    if not path.exists():
+        print(f"harness gate: no such file or folder: {path}", file=sys.stderr)
+        return None
+    scan = scan_results([path], include_interrupted=include_interrupted)
+    for bad, reason in scan.skipped:
+        print(f"harness gate: {bad}: {reason}", file=sys.stderr)
+    if scan.skipped:
+        return None
+    if not scan.results:
+        left_out = "; ".join(f"{p.name}: {why}" for p, why in scan.ignored)
+        print(
+            f"harness gate: no result files in {path}" + (f" ({left_out})" if left_out else ""),
+            file=sys.stderr,
+        )
+        return None
+    return scan.results
+
+
+def _check_outputs(*outputs: tuple[Path | None, str]) -> None:
+    """Every output file given, proved writable before any work (OutputError if not)."""
+    from harness.store import check_output_file
+
+    for path, flag in outputs:
+        if path is not None:
+            check_output_file(path, flag)
+
+
+def _write_outputs(command: str, outputs: Sequence[tuple[Path | None, str, str]]) -> bool:
+    """Write each (path, flag, text); where one fails after the work (a full disk), keep the
+    text in a temporary file and say where. False if any failed."""
+    from harness.store import keep_somewhere
+
+    ok = True
+    for path, flag, text in outputs:
+        if path is None:
+            continue
+        try:
+            with open(path, "w") as handle:
+                handle.write(text)
+        except OSError as exc:
+            ok = False
+            kept = keep_somewhere(text.encode(), f"harness-{command}")
+            where = f"kept in {kept}" if kept else "printed above only (nowhere could keep it)"
+            print(
+                f"harness {command}: could not write {flag} {path} ({exc.strerror or exc}); "
+                f"it is {where}",
+                file=sys.stderr,
+            )
+    return ok
+
+
 def _cmd_calibrate(args: argparse.Namespace) -> int:
     import numpy as np
 
     from harness.ab import ABError, calibrate
 
+    if not _output_folder(args.results, "--results", "calibrate"):
+        return 2  # calibration.json goes there after minutes of work: proved writable first
     try:
         summary = calibrate(
             selection_from_options(namespace_get(args)),
@@ -438,32 +510,41 @@ def _cmd_check(args: argparse.Namespace) -> int:
         print(f"harness check: {exc}", file=sys.stderr)
         return 2
     print(outcomes_table(outcomes))
-    if args.json:
-        args.json.write_text(json.dumps([o.as_dict() for o in outcomes], indent=1, default=float))
-    return 1 if any(o.status in ("fail", "xpass", "error") for o in outcomes) else 0
+    payload = json.dumps([o.as_dict() for o in outcomes], indent=1, default=float)
+    written = _write_outputs("check", ((args.json, "--json", payload),))
+    if any(o.status in ("fail", "xpass", "error") for o in outcomes):
+        return 1  # a finding outranks an output that could not be written (said above)
+    return 0 if written else 2
 
 
 def _writable_file(path: Path | None, flag: str) -> None:
     """Refuse an output file that cannot be written, before the work."""
+    from harness.store import OutputError, check_output_file
+
     if path is None:
         return
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with open(path, "a"):
-            pass
-    except OSError as exc:
-        raise OptionError(f"{flag} {path} is not writable: {exc.strerror or exc}") from None
+        check_output_file(path, flag)
+    except OutputError as exc:
+        raise OptionError(str(exc)) from None
 
 
 def _cmd_history(args: argparse.Namespace) -> int:
     from harness.history import build_series, write_history
 
-    results = _load_or_report(args.paths, "history")
+    if not _output_folder(args.out, "--out", "history"):
+        return 2
+    results = _load_or_report(args.paths, "history", args.include_interrupted)
+    if results is None:
+        return 2
     if not results:
         print("harness history: no readable result files", file=sys.stderr)
         return 2
     series = build_series(results, threshold=args.threshold)
-    md, page = write_history(series, args.out)
+    try:
+        md, page = write_history(series, args.out)
+    except OSError as exc:
+        return _unwritten("history", args.out, exc, "re-run `harness history` once it is fixed")
     flagged = [s for s in series if s.flags != "-"]
     print(
         f"{len(series)} benchmarks over {len(results)} runs; {len(flagged)} flagged -> {md}, {page}"
@@ -471,6 +552,28 @@ def _cmd_history(args: argparse.Namespace) -> int:
     for s in flagged:
         print(f"  {s.machine}/{s.provider} {s.name}: {s.flags}")
     return 0
+
+
+def _output_folder(folder: Path, flag: str, command: str) -> bool:
+    """Create ``folder`` and prove it writable before any work; False after saying why."""
+    from harness.store import OutputError, check_output_folder
+
+    try:
+        check_output_folder(folder, flag)
+    except OutputError as exc:
+        print(f"harness {command}: {exc}", file=sys.stderr)
+        return False
+    return True
+
+
+def _unwritten(command: str, where: Path, exc: OSError, what_to_do: str) -> int:
+    """A report that could not be written after the work: nothing measured is lost."""
+    print(
+        f"harness {command}: could not write into {where} ({exc.strerror or exc}); the result "
+        f"files are untouched: {what_to_do}",
+        file=sys.stderr,
+    )
+    return 2
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
@@ -496,8 +599,12 @@ def _cmd_run(args: argparse.Namespace) -> int:
     return outcome.exit_code
 
 
-def _load_or_report(paths: list[Path], command: str) -> list[Any] | None:
-    from harness.store import load_results
+def _load_or_report(
+    paths: list[Path], command: str, include_interrupted: bool = False
+) -> list[Any] | None:
+    """The readable results under ``paths``; each unreadable file skipped with one line that
+    names it and the reason. None if a path does not exist."""
+    from harness.store import scan_results
 
     missing = [p for p in paths if not p.exists()]
     if missing:
@@ -506,41 +613,56 @@ def _load_or_report(paths: list[Path], command: str) -> list[Any] | None:
             file=sys.stderr,
         )
         return None
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        results = load_results(paths)
-    for warning in caught:
-        print(f"harness {command}: {warning.message}", file=sys.stderr)
-    return results
+    scan = scan_results(paths, include_interrupted=include_interrupted)
+    for path, reason in scan.skipped:
+        print(f"harness {command}: skipped {path}: {reason}", file=sys.stderr)
+    interrupted = [p for p, why in scan.ignored if why.startswith("an interrupted run")]
+    if interrupted:
+        names = ", ".join(p.name for p in interrupted[:3]) + (", ..." if interrupted[3:] else "")
+        print(
+            f"harness {command}: left out {len(interrupted)} interrupted run(s) ({names}); "
+            "--include-interrupted reads them",
+            file=sys.stderr,
+        )
+    return scan.results
 
 
 def _cmd_report(args: argparse.Namespace) -> int:
     from harness.report import write_reports
 
-    results = _load_or_report(args.paths, "report")
+    if not _output_folder(args.out, "--out", "report"):
+        return 2
+    results = _load_or_report(args.paths, "report", args.include_interrupted)
     if results is None:
         return 2
     if not results:
         print("harness report: no readable result files", file=sys.stderr)
         return 2
-    md, page = write_reports(results, args.out, args.title)
+    try:
+        md, page = write_reports(results, args.out, args.title)
+    except OSError as exc:
+        return _unwritten("report", args.out, exc, "re-run `harness report` once it is fixed")
     print(f"{len(results)} result files -> {md}, {page}")
     return 0
 
 
 def _cmd_compare(args: argparse.Namespace) -> int:
     from harness.report import compare_markdown
+    from harness.store import OutputError
 
-    a = _load_or_report([args.a], "compare")
-    b = _load_or_report([args.b], "compare")
+    try:
+        _check_outputs((args.out, "--out"))
+    except OutputError as exc:
+        print(f"harness compare: {exc}", file=sys.stderr)
+        return 2
+    a = _load_or_report([args.a], "compare", args.include_interrupted)
+    b = _load_or_report([args.b], "compare", args.include_interrupted)
     if not a or not b:
         print("harness compare: both sides need at least one readable result file", file=sys.stderr)
         return 2
     table = compare_markdown(a, b)
     print(table)
-    if args.out:
-        args.out.write_text(table)
-    return 0
+    return 0 if _write_outputs("compare", ((args.out, "--out", table),)) else 2
 
 
 def _cmd_providers(args: argparse.Namespace) -> int:

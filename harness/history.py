@@ -17,7 +17,14 @@ import numpy.typing as npt
 from scipy import stats
 
 from harness.report import REPORT_STYLE, _figure_png, _markdown_tables_to_html
-from harness.store import ResultFile, RowGroup, benchmark_key, group_rows, identity_labels
+from harness.store import (
+    ResultFile,
+    RowGroup,
+    benchmark_key,
+    group_rows,
+    identity_labels,
+    run_order,
+)
 
 __all__ = ["Series", "build_series", "history_html", "history_markdown", "write_history"]
 
@@ -70,8 +77,8 @@ def _creep(values: npt.NDArray[np.float64], threshold: float) -> float | None:
 
 
 def build_series(results: Sequence[ResultFile], *, threshold: float = 0.05) -> list[Series]:
-    """Series per (machine, provider, benchmark), runs ordered by their NNNN file name."""
-    ordered = sorted(results, key=lambda r: (r.path.parent.as_posix(), r.path.name))
+    """Series per (machine, provider, benchmark), runs in run order (NNNN_, see run_order)."""
+    ordered = sorted(results, key=lambda r: run_order(r.path))
     by_place: dict[tuple[str, str], list[tuple[Any, dict[str, Any]]]] = defaultdict(list)
     for result in ordered:
         h = result.harness
@@ -80,7 +87,8 @@ def build_series(results: Sequence[ResultFile], *, threshold: float = 0.05) -> l
             # the commit rides along in a copy: rows equal in all but their run stay apart
             point = {**row, "_run": (result.path.as_posix(), commit)}
             place = (str(h.get("machine_id")), str(h.get("provider")))
-            by_place[place].append((benchmark_key(row, plain=result.plain), point))
+            key = benchmark_key(row, plain=result.plain, provider=h.get("provider"))
+            by_place[place].append((key, point))
     series = []
     for (machine, provider), keyed in by_place.items():
         groups = group_rows(keyed)

@@ -9,6 +9,7 @@ imports here: the plugin loads this module in every pytest run of the user's env
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -26,8 +27,9 @@ __all__ = [
     "to_pytest_args",
 ]
 
-#: Upper bounds that keep a typo from hanging the machine.
-MAX_THREADS = 1024
+#: Upper bounds that keep a typo from hanging the machine. MAX_THREADS is the engines' bound
+#: (engines.config.MAX_THREADS; importing engines here would load onnxruntime for --help).
+MAX_THREADS = max(16, 4 * (os.cpu_count() or 1))
 MAX_BATCH = 10_000_000
 _PROVIDERS = ("cpu", "cuda", "tensorrt")
 

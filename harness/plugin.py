@@ -116,39 +116,72 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 
 def pytest_configure(config: pytest.Config) -> None:
     config.stash[SESSION_KEY] = HarnessSession(config)
+    store = config.getoption("harness_store", None)
+    target = config.getoption("harness_conformance", None)
+    if store or target:  # output locations asked for: proved writable before any test runs
+        from harness.store import OutputError, check_output_folder
+
+        try:
+            if store:
+                check_output_folder(store, "--harness-store")
+            if target:
+                check_output_folder(Path(target).parent, "--harness-conformance")
+        except OutputError as exc:
+            raise pytest.UsageError(str(exc)) from None
 
 
-def pytest_sessionfinish(session: pytest.Session) -> None:
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     harness = session.config.stash.get(SESSION_KEY, None)
     if harness is None:
         return
+    interrupted = exitstatus == pytest.ExitCode.INTERRUPTED
+    reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+
+    def say(line: str) -> None:
+        if reporter is not None:
+            reporter.write_line(line)
+
     target = session.config.getoption("harness_conformance", None)
     if target:
-        _write_conformance(harness, Path(target))
+        _write_conformance(harness, Path(target), interrupted)
     store = session.config.getoption("harness_store", None)
     if store and harness.stored_rows:
+        if interrupted:  # an interrupted session is never stored as a complete run
+            say(f"harness: interrupted; {len(harness.stored_rows)} benchmark row(s) not stored")
+            return
         from harness.testing import store_rows
 
-        paths = store_rows(harness.stored_rows, Path(store), harness.git)
-        reporter = session.config.pluginmanager.get_plugin("terminalreporter")
-        if reporter is not None:
-            for path in paths:
-                reporter.write_line(f"harness: benchmarks stored in {path}")
+        try:
+            paths = store_rows(harness.stored_rows, Path(store), harness.git)
+        except OSError as exc:  # after the work (a full disk): keep the measurements
+            from harness.store import keep_somewhere
+
+            payload = json.dumps({"benchmarks": harness.stored_rows}, default=str).encode()
+            kept = keep_somewhere(payload, "harness-benchmarks")
+            where = f"the rows are kept in {kept}" if kept else "nowhere could keep the rows"
+            say(f"harness: could not store in {store} ({exc.strerror or exc}); {where}")
+            session.exitstatus = pytest.ExitCode.USAGE_ERROR
+            return
+        for path in paths:
+            say(f"harness: benchmarks stored in {path}")
 
 
-def _write_conformance(harness: HarnessSession, base: Path) -> None:
-    """Under pytest-xdist each worker writes its part; the controller merges and writes."""
+def _write_conformance(harness: HarnessSession, base: Path, interrupted: bool = False) -> None:
+    """Under pytest-xdist each worker writes its part; the controller merges and writes. An
+    interrupted session writes nothing: part of a verdict would read as the whole of it."""
     worker = os.environ.get("PYTEST_XDIST_WORKER")
     if worker:
-        base.parent.mkdir(parents=True, exist_ok=True)
-        part = base.with_name(f"{base.name}.part-{worker}.json")
-        part.write_text(json.dumps(harness.conformance))
+        if not interrupted:
+            base.parent.mkdir(parents=True, exist_ok=True)
+            part = base.with_name(f"{base.name}.part-{worker}.json")
+            part.write_text(json.dumps(harness.conformance))
         return
     rows = list(harness.conformance)
     for part in sorted(base.parent.glob(f"{base.name}.part-*.json")):
-        rows += json.loads(part.read_text())
+        if not interrupted:
+            rows += json.loads(part.read_text())
         part.unlink()
-    if rows:
+    if rows and not interrupted:
         from harness.conformance import ConformanceRow, write_conformance
 
         write_conformance([ConformanceRow(**row) for row in rows], base)

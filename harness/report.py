@@ -26,6 +26,7 @@ from harness.store import (
     keyed_rows,
     match,
     pooled_median,
+    run_order,
 )
 
 __all__ = [
@@ -47,8 +48,13 @@ REPORT_STYLE = (
 
 
 def _extra(row: dict[str, Any]) -> dict[str, Any]:
-    extra: dict[str, Any] = row.get("extra_info", {})
+    extra: dict[str, Any] = row.get("extra_info") or {}
     return extra
+
+
+def _number(value: Any, default: float) -> float:
+    """A field the loader checked to be a number or null; null reads as ``default``."""
+    return default if value is None else float(value)
 
 
 def series_name(row: dict[str, Any]) -> str:
@@ -106,7 +112,7 @@ def _environment(results: Sequence[ResultFile]) -> list[tuple[str, str]]:
     out = []
     for result in results:
         h = result.harness
-        m, v, g = h.get("machine", {}), h.get("versions", {}), h.get("git", {})
+        m, v, g = h.get("machine") or {}, h.get("versions") or {}, h.get("git") or {}
         memory = m.get("memory_bytes")
         out.append(
             (
@@ -130,10 +136,10 @@ def _environment(results: Sequence[ResultFile]) -> list[tuple[str, str]]:
 
 
 def latest_runs(results: Sequence[ResultFile]) -> tuple[list[ResultFile], list[ResultFile]]:
-    """(latest run per machine and provider, the older ones). Files sort by their NNNN name."""
+    """(latest run per machine and provider, the older ones), in run order (NNNN_)."""
     latest: dict[tuple[Any, ...], ResultFile] = {}
     older: list[ResultFile] = []
-    for result in sorted(results, key=lambda r: (r.path.parent.as_posix(), r.path.name)):
+    for result in sorted(results, key=lambda r: run_order(r.path)):
         key: tuple[Any, ...] = (result.harness.get("machine_id"), result.harness.get("provider"))
         if result.plain:  # pytest-benchmark storage: one folder per interpreter and project
             key = (*key, result.path.parent.as_posix())
@@ -198,9 +204,9 @@ def _harness_sections(results: Sequence[ResultFile]) -> list[str]:
             if b in cells:
                 e = _extra(cells[b])
                 quantiles = [
-                    f"{e.get(k, float('nan')):.3f}" for k in ("p50_ms", "p90_ms", "p99_ms")
+                    f"{_number(e.get(k), math.nan):.3f}" for k in ("p50_ms", "p90_ms", "p99_ms")
                 ]
-                throughput = f"{e.get('samples_per_s', 0):,.0f}"
+                throughput = f"{_number(e.get('samples_per_s'), 0):,.0f}"
                 rounds = str(cells[b]["stats"].get("rounds"))
                 body.append([case, series, f"{b:,}", *quantiles, throughput, rounds])
     lines += _table(
@@ -374,18 +380,18 @@ def _plots(results: Sequence[ResultFile]) -> list[tuple[str, str]]:
                 points.sort(key=lambda p: p[0])
                 xs = [b for b, _ in points]
                 if key == "latency":
-                    ys = [_extra(r).get("p50_ms", r["stats"]["median"] * 1e3) for _, r in points]
-                    lo = [r["stats"]["min"] * 1e3 for _, r in points]
-                    hi = [_extra(r).get("p99_ms", r["stats"]["max"] * 1e3) for _, r in points]
+                    ys = [_latency(r, "p50_ms", "median") for _, r in points]
+                    lo = [_latency(r, "", "min") for _, r in points]
+                    hi = [_latency(r, "p99_ms", "max") for _, r in points]
                     (line,) = ax.plot(xs, ys, marker="o", label=name)
                     ax.fill_between(xs, lo, hi, alpha=0.15, color=line.get_color())
                 elif key == "speedup_vs_sklearn" and name.startswith("sklearn"):
                     continue
                 else:
-                    ys = [_extra(r).get(key) for _, r in points]
-                    if any(y is None for y in ys):
+                    values = [_extra(r).get(key) for _, r in points]
+                    if any(v is None for v in values):
                         continue
-                    ax.plot(xs, ys, marker="o", label=name)
+                    ax.plot(xs, values, marker="o", label=name)
             if key == "speedup_vs_sklearn":
                 ax.axhline(1.0, color="grey", linestyle=":", linewidth=1)
             ax.set_xscale("log")
@@ -394,7 +400,8 @@ def _plots(results: Sequence[ResultFile]) -> list[tuple[str, str]]:
             ax.set_xlabel("batch size")
             ax.set_ylabel(ylabel)
             ax.grid(True, which="both", alpha=0.3)
-            ax.legend(fontsize=7)
+            if ax.get_legend_handles_labels()[0]:  # a case with scikit-learn rows only has none
+                ax.legend(fontsize=7)
         for ax in list(axes.flat)[len(cases) :]:
             ax.set_visible(False)
         fig.suptitle(title)
@@ -403,8 +410,9 @@ def _plots(results: Sequence[ResultFile]) -> list[tuple[str, str]]:
     worst: dict[str, float] = {}
     for row in rows:
         e = _extra(row)
-        if e.get("parity_max_abs_err") is not None:
-            worst[f"{e.get('case')}\n{e.get('engine')}"] = e["parity_max_abs_err"]
+        error = e.get("parity_max_abs_err")
+        if error is not None and math.isfinite(error):  # a bar cannot show NaN or infinity
+            worst[f"{e.get('case')}\n{e.get('engine')}"] = error
     parity = sorted(worst.items())
     if parity:
         fig, ax = plt.subplots(figsize=(max(6, 0.6 * len(parity)), 3.5), layout="constrained")
@@ -417,6 +425,14 @@ def _plots(results: Sequence[ResultFile]) -> list[tuple[str, str]]:
         figures.append(("Parity worst errors", _figure_png(fig)))
         plt.close(fig)
     return figures
+
+
+def _latency(row: dict[str, Any], key: str, stat: str) -> float:
+    """A latency in ms for the plots: ``extra_info[key]``, else ``stats[stat]``, else the
+    median (the loader guarantees the median)."""
+    stats = row["stats"]
+    seconds = _number(stats.get(stat), float(stats["median"]))
+    return _number(_extra(row).get(key), seconds * 1e3) if key else seconds * 1e3
 
 
 def _plain_plot(results: Sequence[ResultFile], max_bars: int = 60) -> list[tuple[str, str]]:

@@ -2,6 +2,12 @@
 
 The suites ship inside the installed package (``harness.suites``) and run in a pytest session
 of their own, isolated from the configuration of whatever folder the user runs in.
+
+Faults: output locations are proved writable before any work; a store that fails after the
+work (a full disk) leaves the measurements in a temporary file, named in the message. Ctrl-C
+or SIGTERM (turned into the same KeyboardInterrupt while a run is active) stops the run, its
+temporary folders removed: nothing is stored as a complete run; benchmarks already measured
+are stored marked ``interrupted``, which readers leave out unless asked.
 """
 
 from __future__ import annotations
@@ -9,8 +15,10 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import signal
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -88,8 +96,28 @@ def _suites_root() -> Path:
     return Path(harness.suites.__file__).resolve().parent
 
 
+def _on_sigterm(signum: int, frame: Any) -> None:
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)  # a second one must not cut the cleanup short
+    raise KeyboardInterrupt(f"terminated (signal {signum})")
+
+
+@contextlib.contextmanager
+def _terminate_as_interrupt() -> Iterator[None]:
+    """SIGTERM raises KeyboardInterrupt inside: pytest stops the session as on Ctrl-C and every
+    ``finally`` (temporary folders, sessions) runs; the previous handler is restored after."""
+    if threading.current_thread() is not threading.main_thread():
+        yield  # only the main thread may set handlers
+        return
+    previous = signal.signal(signal.SIGTERM, _on_sigterm)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous if previous is not None else signal.SIG_DFL)
+
+
 def _pytest(suite: str, args: list[str], workdir: Path, plugins: list[Any]) -> int:
-    """Run an installed suite in a pytest session isolated from the caller's configuration."""
+    """Run an installed suite in a pytest session isolated from the caller's configuration;
+    ``pytest.ExitCode.INTERRUPTED`` when it was interrupted (the caller decides what to keep)."""
     ini = workdir / "pytest.ini"
     ini.write_text(_INI)
     base = [
@@ -106,10 +134,7 @@ def _pytest(suite: str, args: list[str], workdir: Path, plugins: list[Any]) -> i
         "-W",
         "ignore::pytest.PytestAssertRewriteWarning",
     ]
-    code = int(pytest.main(base + args, plugins=plugins))
-    if code == int(pytest.ExitCode.INTERRUPTED):
-        raise KeyboardInterrupt  # pytest caught Ctrl-C; it is not the run's to swallow
-    return code
+    return int(pytest.main(base + args, plugins=plugins))
 
 
 def run_parity(
@@ -117,6 +142,8 @@ def run_parity(
 ) -> tuple[int, list[dict[str, Any]]]:
     """The zoo parity suite (Hypothesis profile ``profile``, two workers); its conformance."""
     target = out / "conformance"
+    for stale in (target.with_suffix(".json"), target.with_suffix(".md")):
+        stale.unlink(missing_ok=True)  # an earlier run's verdict must not pass for this one's
     saved = os.environ.get("HYPOTHESIS_PROFILE")
     os.environ["HYPOTHESIS_PROFILE"] = profile  # read by the xdist workers too
     try:
@@ -124,6 +151,8 @@ def run_parity(
         if selection.cases:
             args += ["--harness-cases", ",".join(selection.cases)]
         code = _pytest(PARITY_SUITE, args, workdir, [])
+        if code == int(pytest.ExitCode.INTERRUPTED):
+            raise KeyboardInterrupt  # pytest caught Ctrl-C; it is not the run's to swallow
     finally:
         if saved is None:
             os.environ.pop("HYPOTHESIS_PROFILE", None)
@@ -171,21 +200,20 @@ def _split_by_provider(
     return out
 
 
-def _writable(folder: Path, what: str) -> None:
-    """Create ``folder`` and prove it writable now, before any work."""
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-        with tempfile.NamedTemporaryFile(dir=folder, prefix=".harness-probe-"):
-            pass
-    except OSError as exc:
-        raise RunError(f"{what} {folder} is not writable: {exc.strerror or exc}") from None
-
-
-def preflight(selection: Selection, out: Path, results_dir: Path | None) -> None:
+def preflight(
+    selection: Selection, out: Path, results_dir: Path | None, json_out: Path | None = None
+) -> None:
     """Everything that can be checked before the work: outputs, model, reference, data."""
-    _writable(out, "--out")
-    if results_dir is not None:
-        _writable(results_dir, "--results")
+    from harness.store import OutputError, check_output_file, check_output_folder
+
+    try:
+        check_output_folder(out, "--out")
+        if results_dir is not None:
+            check_output_folder(results_dir, "--results")
+        if json_out is not None:
+            check_output_file(json_out, "--json", atomic=True)
+    except OutputError as exc:
+        raise RunError(str(exc)) from None
     if selection.user_model is not None:
         from harness.usermodel import UserModelError, load_user_model
 
@@ -240,13 +268,31 @@ def run(
 ) -> RunOutcome:
     """Check parity, run the benchmarks for ``selection``, store results, write the reports.
 
-    Raises RunError before any work when an output folder, the model or the data is unusable.
-    """
-    from harness.machine import git_info, machine_id
-    from harness.report import write_reports
-    from harness.store import ResultFile, load_result, write_result
+    Raises RunError before any work when an output location, the model or the data is
+    unusable, and KeyboardInterrupt on Ctrl-C or SIGTERM (after removing its temporary
+    folders and storing what was measured marked ``interrupted``).
 
-    preflight(selection, out, results_dir)
+    Example::
+
+        outcome = run(Selection(cases=("iforest-100",)), out=Path("out"), results_dir=None)
+        outcome.exit_code, outcome.reports
+    """
+    with _terminate_as_interrupt():
+        return _run(selection, out, results_dir, json_out, parity, verbose)
+
+
+def _run(
+    selection: Selection,
+    out: Path,
+    results_dir: Path | None,
+    json_out: Path | None,
+    parity: bool,
+    verbose: bool,
+) -> RunOutcome:
+    from harness.report import write_reports
+    from harness.store import ResultFile, load_result
+
+    preflight(selection, out, results_dir, json_out)
     points = build_points(selection)
     n_cases = len({p.case for p in points})
     print(
@@ -271,6 +317,9 @@ def run(
             code = _pytest(
                 BENCH_SUITE, _bench_args(selection, json_path, verbose), workdir, [collector]
             )
+        if code == int(pytest.ExitCode.INTERRUPTED):
+            _keep_interrupted(json_path, selection, results_dir)
+            raise KeyboardInterrupt  # pytest caught Ctrl-C; it is not the run's to swallow
         if not json_path.exists():
             print(f"harness run: no benchmark ran (pytest exit {code})", file=sys.stderr)
             return RunOutcome(4, [], None, collector)
@@ -280,27 +329,30 @@ def run(
     if user_parity is not None:
         data["harness"]["parity"] = user_parity
     data["harness"]["seconds"] = time.perf_counter() - start
-    if json_out is not None:  # the whole run, every provider, for --ab and calibrate
-        from engines._io import atomic_write_bytes
-
-        atomic_write_bytes(json_out, json.dumps(data, default=str).encode())
-    per_provider = _split_by_provider(data, selection.providers)
-    results: list[ResultFile] = []
-    paths: list[Path] = []
-    commit = git_info().get("commit")
-    for provider, payload in per_provider.items():
-        if results_dir is None:
-            results.append(ResultFile(out / f"{provider}.json", payload))
-            continue
-        machine = data["harness"].get("machine_id") or machine_id()
-        path = write_result(
-            results_dir, payload, machine_id=machine, provider=provider, commit=commit
-        )
-        paths.append(path)
-        results.append(load_result(path))
+    paths, unwritten = _deliver(data, selection, results_dir, json_out)
+    results: list[ResultFile]
+    if results_dir is None or unwritten:
+        per_provider = _split_by_provider(data, selection.providers)
+        results = [ResultFile(out / f"{p}.json", payload) for p, payload in per_provider.items()]
+    else:
+        results = [load_result(path) for path in paths]  # what the readers will see
     user = selection.user_model
     title = "Harness report" + (f" - {user.label}" if user else "")
-    reports = write_reports(results, out, title) if results else None
+    reports = None
+    if results:
+        try:
+            reports = write_reports(results, out, title)
+        except OSError as exc:
+            unwritten = True
+            print(
+                f"harness run: could not write the reports into {out} ({exc.strerror or exc})"
+                + (
+                    f"; the results are stored: `harness report {results_dir}` rebuilds them"
+                    if paths
+                    else ""
+                ),
+                file=sys.stderr,
+            )
     print(
         f"\nharness run: {collector.passed} benchmarks, {len(collector.skipped)} skipped, "
         f"{len(collector.failed)} failed in {time.perf_counter() - start:.0f} s"
@@ -336,9 +388,91 @@ def run(
     if collector.failed:
         print(f"  benchmarks that crashed: {', '.join(collector.failed)}", file=sys.stderr)
     if parity_failed:
-        exit_code = 1
+        exit_code = 1  # a finding about the model outranks everything else
+    elif unwritten:
+        exit_code = 2  # an output location failed: what was measured is kept (see above)
     elif code != 0 or parity_code not in (0, 5):
         exit_code = 4  # a benchmark or the parity suite crashed: not a finding about the model
     else:
         exit_code = 0
     return RunOutcome(exit_code, paths, reports, collector)
+
+
+def _deliver(
+    data: dict[str, Any],
+    selection: Selection,
+    results_dir: Path | None,
+    json_out: Path | None,
+) -> tuple[list[Path], bool]:
+    """Write ``--json`` and one result file per provider: (stored paths, whether anything
+    failed). Where a write fails after the work (a full disk), the whole run's measurements
+    are kept in a temporary file and the message says where."""
+    from engines._io import atomic_write_bytes
+    from harness.machine import git_info, machine_id
+    from harness.store import ResultsError, keep_somewhere, write_result
+
+    payload = json.dumps(data, default=str).encode()
+    failed: list[str] = []
+    if json_out is not None:  # the whole run, every provider, for --ab and calibrate
+        try:
+            atomic_write_bytes(json_out, payload)
+        except OSError as exc:
+            failed.append(f"--json {json_out} ({exc.strerror or exc})")
+    paths: list[Path] = []
+    if results_dir is not None:
+        commit = git_info().get("commit")
+        machine = data["harness"].get("machine_id") or machine_id()
+        try:
+            for provider, part in _split_by_provider(data, selection.providers).items():
+                paths.append(
+                    write_result(
+                        results_dir, part, machine_id=machine, provider=provider, commit=commit
+                    )
+                )
+        except (OSError, ResultsError) as exc:
+            reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else exc
+            failed.append(f"--results {results_dir} ({reason})")
+    if failed:
+        kept = keep_somewhere(payload, "harness-run")
+        where = (
+            f"the measurements are kept in {kept} (`harness report {kept}` reads it)"
+            if kept
+            else "nowhere could keep the measurements"
+        )
+        print(
+            f"harness run: could not write {'; '.join(failed)}; {where}",
+            file=sys.stderr,
+        )
+    return paths, bool(failed)
+
+
+def _keep_interrupted(json_path: Path, selection: Selection, results_dir: Path | None) -> None:
+    """Store what an interrupted benchmark session measured, marked ``interrupted``: never
+    a complete run (readers leave it out unless asked), never lost either."""
+    from harness.machine import git_info
+    from harness.store import write_result
+
+    try:
+        data = json.loads(json_path.read_text()) if json_path.exists() else {}
+    except (OSError, ValueError):
+        data = {}
+    if results_dir is None or not data.get("benchmarks") or "harness" not in data:
+        print("harness run: interrupted; nothing stored", file=sys.stderr)
+        return
+    data["harness"]["interrupted"] = True
+    machine = str(data["harness"].get("machine_id") or "unknown-machine")
+    commit = git_info().get("commit")
+    try:
+        stored = [
+            write_result(results_dir, part, machine_id=machine, provider=provider, commit=commit)
+            for provider, part in _split_by_provider(data, selection.providers).items()
+        ]
+    except OSError as exc:
+        print(f"harness run: interrupted; nothing stored ({exc.strerror or exc})", file=sys.stderr)
+        return
+    print(
+        f"harness run: interrupted; the {len(data['benchmarks'])} benchmark(s) measured so far "
+        f"are stored marked interrupted in {', '.join(map(str, stored))} (report, gate and "
+        "history leave them out unless --include-interrupted)",
+        file=sys.stderr,
+    )

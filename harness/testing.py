@@ -151,7 +151,8 @@ def benchmark_fixture(
         "origin": "user",
         "engine": "onnx-user",
         "provider_requested": provider,
-        "provider_active": info["active_providers"][0],
+        "provider_active": "+".join(info["active_providers"]),
+        "placement": info["placement"],
         "nodes_per_provider": info["nodes_per_provider"],
         "batch_size": batch_size,
         "threads": threads,
@@ -189,13 +190,14 @@ def benchmark_fixture(
                 "engine": "sklearn",
                 "provider_requested": "-",
                 "provider_active": None,
+                "placement": None,
                 "nodes_per_provider": None,
                 "model": str(user.reference),
                 "model_sha256": loaded.estimator_sha256,
             }
             ref_point = dataclasses.replace(point, engine="sklearn", provider="-")
             session.stored_rows.append(_row(node.nodeid, ref_point.id, ref_samples, ref_extra))
-    return BenchmarkOutcome(median, ref_median, speedup, info["active_providers"][0], extra)
+    return BenchmarkOutcome(median, ref_median, speedup, extra["provider_active"], extra)
 
 
 def _row(

@@ -10,8 +10,8 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from engines import EngineConfig, EngineError, OnnxEngine, SklearnEngine, load_model
-from engines.persistence import file_sha256
+from engines import EngineConfig, EngineError, OnnxEngine, SklearnEngine
+from engines.persistence import load_model_and_sha256
 from harness.selection import UserModel
 from harness.userdata import DataError, load_rows
 
@@ -48,7 +48,8 @@ class LoadedUserModel:
         return "unchecked" if self.user.reference is None else "checked"
 
 
-def _load_estimator(path: Path, user: UserModel, what: str) -> Any:
+def _load_estimator(path: Path, user: UserModel, what: str) -> tuple[Any, str]:
+    """The estimator and the sha256 of the bytes it was loaded from (one read of the file)."""
     if not path.is_file():
         raise UserModelError(f"{what} {path}: no such file")
     if path.suffix.lower() not in (".skops", *_PICKLES):
@@ -56,7 +57,7 @@ def _load_estimator(path: Path, user: UserModel, what: str) -> Any:
             f"{what} {path}: expected a .skops file (or .pkl/.joblib with --trust-pickle)"
         )
     try:
-        return load_model(path, trusted=user.trusted, trust_pickle=user.trust_pickle)
+        return load_model_and_sha256(path, trusted=user.trusted, trust_pickle=user.trust_pickle)
     except EngineError as exc:
         raise UserModelError(f"{what} {path}: {exc}") from None
 
@@ -84,7 +85,9 @@ def load_user_model(user: UserModel) -> LoadedUserModel:
             ".onnx --model"
         )
     ref_path = path if suffix != ".onnx" else user.reference
-    estimator = None if ref_path is None else _load_estimator(ref_path, user, "--reference")
+    estimator, sha = (
+        (None, None) if ref_path is None else _load_estimator(ref_path, user, "--reference")
+    )
     width: int | None = None
     methods: frozenset[str] | None = None
     names: list[str] | None = None
@@ -123,7 +126,6 @@ def load_user_model(user: UserModel) -> LoadedUserModel:
             names = [str(n) for n in meta_names]
         if estimator_name is None and onnx_engine.metadata.get("estimator"):
             estimator_name = str(onnx_engine.metadata["estimator"])
-    sha = None if ref_path is None else file_sha256(ref_path)
     methods = methods or frozenset()
     for method in ("score_samples", "decision_function", "predict"):
         if method in methods:

@@ -191,7 +191,11 @@ def test_string_label_is_refused() -> None:
         OnnxEngine(model, CPU1)
 
 
-def test_label_convention_other_than_sklearn_is_refused() -> None:
+def test_unknown_label_conventions_and_mislabelled_graphs_are_refused() -> None:
+    unknown = linear_detector(metadata={"label_convention": "h2o"})
+    with pytest.raises(UnsupportedModelError, match="label_convention='h2o'"):
+        OnnxEngine(unknown, CPU1)
+    # A scikit-learn-style graph (score_samples, labels -1/1) that claims PyOD's convention.
     pyod = linear_detector(metadata={"label_convention": "pyod"})
     with pytest.raises(UnsupportedModelError, match="label_convention='pyod'"):
         OnnxEngine(pyod, CPU1)

@@ -69,13 +69,17 @@ def test_onnx_that_fails_to_run_answers_from_sklearn_and_warns_once(
 def test_method_the_onnx_model_lacks_comes_from_sklearn(
     iforest: IsolationForest, rng_data: np.ndarray
 ) -> None:
-    engine = FallbackEngine(
-        OnnxEngine(linear_detector(outputs=("label",)), CPU1), iforest_engine(iforest)
-    )
-    with pytest.warns(FallbackWarning, match="cannot answer score_samples"):
+    primary = OnnxEngine(linear_detector(outputs=("label",)), CPU1)
+    engine = FallbackEngine(primary, iforest_engine(iforest))
+    with pytest.warns(FallbackWarning, match="score_samples comes from the fallback"):
         np.testing.assert_array_equal(
             engine.score_samples(rng_data), iforest.score_samples(rng_data)
         )
+    # Routed for that method only: the primary still answers what it can.
+    np.testing.assert_array_equal(engine.predict(rng_data), primary.predict(rng_data))
+    info = engine.info()
+    assert (info["is_fallback"], info["answering_engine"]) == (False, "onnx")
+    assert info["methods_from_fallback"] == ["decision_function", "score_samples"]
 
 
 def iforest_engine(est: IsolationForest) -> SklearnEngine:

@@ -37,8 +37,11 @@ INFO_KEYS = {
     "offset_source",
     "methods",
     "requested_providers",
+    "registered_providers",
     "active_providers",
     "nodes_per_provider",
+    "placement",
+    "external_data_sha256",
     "is_fallback",
     "fallback_reason",
     "onnxruntime_version",
@@ -67,6 +70,7 @@ def test_info_reports_provider_truth(linear_path: Path) -> None:
     assert info["requested_providers"] == ["CPUExecutionProvider"]
     assert info["nodes_per_provider"]["CPUExecutionProvider"] >= 1
     assert set(info["nodes_per_provider"]) == {"CPUExecutionProvider"}
+    assert info["placement"] == "single"
     assert info["is_fallback"] is False
     assert info["fallback_reason"] is None
     assert info["model_path"] == str(linear_path.resolve())

@@ -72,6 +72,9 @@ def test_concurrent_writers_never_overwrite(tmp_path: Path) -> None:
         names = [n for batch in pool.map(_writer, [(str(tmp_path), 5)] * 4) for n in batch]
     files = list((tmp_path / "test-cpu-2c" / "cpu").glob("*.json"))
     assert len(names) == len(set(names)) == len(files) == 20
+    numbers = sorted(int(name.split("_")[0]) for name in names)
+    assert numbers == list(range(1, 21))  # no two runs share a number
+    assert not list(files[0].parent.glob(".*.reserved"))
     for path in files:
         load_result(path)  # every file whole
 
@@ -112,10 +115,13 @@ def test_interrupted_write_leaves_nothing(tmp_path: Path) -> None:
             '{"harness": {"schema_version": 99}, "benchmarks": []}',
             "schema_version 99 is not known.*upgrade",
         ),
-        ('{"harness": {"schema_version": 1}, "benchmarks": [{"name": "x"}]}', "'name' and 'stats'"),
+        (
+            '{"harness": {"schema_version": 1}, "benchmarks": [{"name": "x"}]}',
+            r"benchmarks\[0\]\.stats is missing",
+        ),
         (
             '{"harness": {"schema_version": 1}, "benchmarks": [{"name": "x", "stats": {}}]}',
-            "numeric 'median'",
+            r"benchmarks\[0\]\.stats\.median is missing \(it must be a finite number > 0\)",
         ),
     ],
 )

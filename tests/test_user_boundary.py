@@ -377,3 +377,12 @@ def test_a_plain_pytest_run_is_untouched(tmp_path: Path) -> None:
     )
     _pytest_in(tmp_path, "test_bench.py", "--benchmark-json", "bench.json", env=env)
     assert "harness" not in json.loads((tmp_path / "bench.json").read_text())
+
+
+def test_thread_options_are_bounded_like_the_engines() -> None:
+    from engines.config import MAX_THREADS as ENGINE_MAX_THREADS
+    from harness.options import MAX_THREADS
+
+    assert MAX_THREADS == ENGINE_MAX_THREADS
+    with pytest.raises(OptionError, match="threads"):
+        selection_from_options(_get(threads=str(MAX_THREADS + 1)))

@@ -15,6 +15,7 @@ from sklearn.svm import OneClassSVM
 from engines.detectors import PCAReconstructionDetector
 from engines.errors import UnsupportedModelError
 from engines.native._preprocess import split_pipeline
+from engines.native._runtime import RuntimeVersion
 
 __all__ = ["NATIVE_ESTIMATORS", "native_supported", "native_to_onnx"]
 
@@ -47,13 +48,24 @@ def native_supported(model: Any) -> bool:
     return isinstance(final, NATIVE_ESTIMATORS)
 
 
-def native_to_onnx(model: Any, *, dtype: Any = np.float32, **options: Any) -> onnx.ModelProto:
-    """Export ``model`` with its native exporter; UnsupportedModelError when there is none."""
+def native_to_onnx(
+    model: Any,
+    *,
+    dtype: Any = np.float32,
+    target_runtime: RuntimeVersion | None = None,
+    **options: Any,
+) -> onnx.ModelProto:
+    """Export ``model`` with its native exporter; UnsupportedModelError when there is none.
+
+    The graph loads on ``target_runtime`` (default: the installed onnxruntime) and newer.
+    """
     steps, final = split_pipeline(model)
     if isinstance(final, IsolationForest):
         from engines.native.iforest import iforest_to_onnx
 
-        return iforest_to_onnx(final, dtype=dtype, steps=steps, **options)
+        return iforest_to_onnx(
+            final, dtype=dtype, steps=steps, target_runtime=target_runtime, **options
+        )
     if isinstance(final, EllipticEnvelope):
         from engines.native.gaussian import elliptic_to_onnx
 

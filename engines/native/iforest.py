@@ -15,8 +15,15 @@ import onnx
 from sklearn.ensemble import IsolationForest
 from sklearn.ensemble._iforest import _average_path_length
 
+from engines.errors import UnsupportedModelError
 from engines.native._graph import GraphBuilder
 from engines.native._preprocess import transform_graph
+from engines.native._runtime import (
+    TREE_ENSEMBLE_V5,
+    RuntimeVersion,
+    installed_runtime,
+    tree_ensemble_opset,
+)
 
 __all__ = ["IForestVariant", "iforest_to_onnx"]
 
@@ -28,7 +35,10 @@ NanRouting = Literal["columns", "kernel"]
 class IForestVariant:
     """How the forest is laid out in ONNX (the benchmark compares these)."""
 
-    ml_opset: Literal[3, 5] = 5
+    #: 5: one ai.onnx.ml opset 5 TreeEnsemble (onnxruntime >= 1.21); 3: TreeEnsembleRegressor,
+    #: whose output is float32, so scores are within ~2e-8 instead of ~1e-15 (float64 input
+    #: alike). None: the form the target runtime loads (5 where it can).
+    ml_opset: Literal[3, 5] | None = None
     #: "double": thresholds in float64 with X promoted (exactly scikit-learn's comparison);
     #: "float": float32 thresholds rounded down so float32 comparisons agree.
     thresholds: Threshold = "double"
@@ -235,19 +245,36 @@ def _ensemble_v3(builder: GraphBuilder, x: str, trees: list[_Tree], thresholds: 
     )
 
 
+def _ml_opset(variant: IForestVariant, target: RuntimeVersion) -> Literal[3, 5]:
+    """The variant's tree-ensemble opset, or the target's; refused if the target lacks it."""
+    if variant.ml_opset is None:
+        return tree_ensemble_opset(target)
+    if variant.ml_opset == 5 and target < TREE_ENSEMBLE_V5:
+        raise UnsupportedModelError(
+            f"IForestVariant(ml_opset=5) needs onnxruntime >= {TREE_ENSEMBLE_V5} (TreeEnsemble), "
+            f"the target is {target}: use ml_opset=3 or None"
+        )
+    return variant.ml_opset
+
+
 def iforest_to_onnx(
     forest: IsolationForest,
     *,
     dtype: Any = np.float32,
     steps: list[Any] | None = None,
     variant: IForestVariant | None = None,
+    target_runtime: RuntimeVersion | None = None,
 ) -> onnx.ModelProto:
     """Export a fitted IsolationForest (optionally behind scalers) as one tree-ensemble graph.
+
+    ``target_runtime`` (default: the installed onnxruntime) picks the form: ai.onnx.ml 5
+    ``TreeEnsemble`` from onnxruntime 1.21 on, opset 3 ``TreeEnsembleRegressor`` below.
 
     Example:
         >>> model = iforest_to_onnx(IsolationForest(random_state=0).fit(X))  # doctest: +SKIP
     """
     variant = variant or IForestVariant()
+    ml_opset = _ml_opset(variant, target_runtime or installed_runtime())
     dtype = np.dtype(dtype)
     builder = GraphBuilder("isolation_forest", dtype, forest.n_features_in_)
     x = transform_graph(builder, "X", steps or [])
@@ -267,7 +294,7 @@ def iforest_to_onnx(
     sums = []
     for part in parts:
         chosen = [trees[i] for i in part]
-        if variant.ml_opset == 5:
+        if ml_opset == 5:
             sums.append(_ensemble_v5(builder, x, chosen, tree_dtype))
         else:
             sums.append(_ensemble_v3(builder, x, chosen, variant.thresholds))
@@ -275,7 +302,7 @@ def iforest_to_onnx(
     for other in sums[1:]:
         exponent = builder.op("Add", [exponent, other])
     exponent = builder.op("Reshape", [exponent, builder.const([-1], np.int64, "flat")])
-    if builder.dtype_of_scores != np.dtype(tree_dtype) or variant.ml_opset == 3:
+    if builder.dtype_of_scores != np.dtype(tree_dtype) or ml_opset == 3:
         exponent = builder.cast(exponent, np.float64)
     if denominator == 0:
         exponent = builder.op("Sub", [exponent, builder.const(1.0, np.float64)])

@@ -50,6 +50,7 @@ from engines.errors import UnsupportedModelError
 from engines.metadata import LABEL_CONVENTION_KEY, OFFSET_KEY, THRESHOLD_KEY
 from engines.native._graph import GraphBuilder
 from engines.native._preprocess import split_pipeline, transform_graph
+from engines.native._runtime import RuntimeVersion, installed_runtime
 from engines.tolerance import Tolerance
 
 __all__ = [
@@ -234,8 +235,12 @@ def _training_rows(final: Any) -> Any:
     return None
 
 
-def pyod_to_onnx(model: Any, *, dtype: Any = np.float32) -> onnx.ModelProto:
+def pyod_to_onnx(
+    model: Any, *, dtype: Any = np.float32, target_runtime: RuntimeVersion | None = None
+) -> onnx.ModelProto:
     """Export a fitted PyOD detector (optionally behind scalers) with PyOD's conventions.
+
+    The graph loads on ``target_runtime`` (default: the installed onnxruntime) and newer.
 
     Example:
         >>> from pyod.models.knn import KNN  # doctest: +SKIP
@@ -247,7 +252,7 @@ def pyod_to_onnx(model: Any, *, dtype: Any = np.float32) -> onnx.ModelProto:
     steps, _ = split_pipeline(model)
     name = _supported_name(final)
     assert name is not None
-    proto = _BUILDERS[name](final, np.dtype(dtype), steps)
+    proto = _BUILDERS[name](final, np.dtype(dtype), steps, target_runtime or installed_runtime())
     from engines.metadata import write_metadata
 
     write_metadata(proto, _convention_metadata(final))
@@ -342,28 +347,36 @@ def _negated(model: onnx.ModelProto, source: str, threshold: float, doc: str) ->
 # -- one builder per detector --------------------------------------------------------------
 
 
-def _iforest(final: Any, dtype: np.dtype[Any], steps: list[Any]) -> onnx.ModelProto:
+def _iforest(
+    final: Any, dtype: np.dtype[Any], steps: list[Any], runtime: RuntimeVersion
+) -> onnx.ModelProto:
     from engines.native.iforest import iforest_to_onnx
 
-    proto = iforest_to_onnx(final.detector_, dtype=dtype, steps=steps)
+    proto = iforest_to_onnx(final.detector_, dtype=dtype, steps=steps, target_runtime=runtime)
     return _negated(proto, "decision_function", float(final.threshold_), "native PyOD IForest")
 
 
-def _lof(final: Any, dtype: np.dtype[Any], steps: list[Any]) -> onnx.ModelProto:
+def _lof(
+    final: Any, dtype: np.dtype[Any], steps: list[Any], runtime: RuntimeVersion
+) -> onnx.ModelProto:
     from engines.native.lof import lof_to_onnx
 
     proto = lof_to_onnx(final.detector_, dtype=dtype, steps=steps)
     return _negated(proto, "score_samples", float(final.threshold_), "native PyOD LOF")
 
 
-def _gmm(final: Any, dtype: np.dtype[Any], steps: list[Any]) -> onnx.ModelProto:
+def _gmm(
+    final: Any, dtype: np.dtype[Any], steps: list[Any], runtime: RuntimeVersion
+) -> onnx.ModelProto:
     from engines.native.gaussian import mixture_to_onnx
 
     proto = mixture_to_onnx(final.detector_, dtype=dtype, steps=steps)
     return _negated(proto, "score_samples", float(final.threshold_), "native PyOD GMM")
 
 
-def _ocsvm(final: Any, dtype: np.dtype[Any], steps: list[Any]) -> onnx.ModelProto:
+def _ocsvm(
+    final: Any, dtype: np.dtype[Any], steps: list[Any], runtime: RuntimeVersion
+) -> onnx.ModelProto:
     svm = final.detector_
     kernel = svm.kernel
     if not isinstance(kernel, str) or kernel not in ("rbf", "linear", "poly", "sigmoid"):
@@ -394,7 +407,9 @@ def _ocsvm(final: Any, dtype: np.dtype[Any], steps: list[Any]) -> onnx.ModelProt
     return _finish(builder, final, decision, "native PyOD OCSVM")
 
 
-def _knn(final: Any, dtype: np.dtype[Any], steps: list[Any]) -> onnx.ModelProto:
+def _knn(
+    final: Any, dtype: np.dtype[Any], steps: list[Any], runtime: RuntimeVersion
+) -> onnx.ModelProto:
     neigh = final.neigh_
     metric, p = neigh.effective_metric_, neigh.effective_metric_params_.get("p", 2)
     if metric not in ("euclidean", "minkowski") or (metric == "minkowski" and p != 2):
@@ -453,7 +468,9 @@ def _knn(final: Any, dtype: np.dtype[Any], steps: list[Any]) -> onnx.ModelProto:
     return _finish(builder, final, decision, f"native PyOD KNN (method {final.method})")
 
 
-def _pca(final: Any, dtype: np.dtype[Any], steps: list[Any]) -> onnx.ModelProto:
+def _pca(
+    final: Any, dtype: np.dtype[Any], steps: list[Any], runtime: RuntimeVersion
+) -> onnx.ModelProto:
     scalers = [*steps, final.scaler_] if final.standardization else list(steps)
     builder, x = _start("pyod_pca", final, dtype, scalers)
     x = _f64(builder, x)  # cdist computes in float64
@@ -466,7 +483,9 @@ def _pca(final: Any, dtype: np.dtype[Any], steps: list[Any]) -> onnx.ModelProto:
     return _finish(builder, final, decision, "native PyOD PCA")
 
 
-def _hbos(final: Any, dtype: np.dtype[Any], steps: list[Any]) -> onnx.ModelProto:
+def _hbos(
+    final: Any, dtype: np.dtype[Any], steps: list[Any], runtime: RuntimeVersion
+) -> onnx.ModelProto:
     if isinstance(final.bin_edges_, list):  # n_bins="auto": one histogram size per feature
         edges = [np.asarray(e, dtype=F64) for e in final.bin_edges_]
         hists = [np.asarray(h, dtype=F64) for h in final.hist_]
@@ -532,7 +551,9 @@ def _hbos(final: Any, dtype: np.dtype[Any], steps: list[Any]) -> onnx.ModelProto
     return _finish(builder, final, decision, "native PyOD HBOS")
 
 
-def _ecdf_family(final: Any, dtype: np.dtype[Any], steps: list[Any]) -> onnx.ModelProto:
+def _ecdf_family(
+    final: Any, dtype: np.dtype[Any], steps: list[Any], runtime: RuntimeVersion
+) -> onnx.ModelProto:
     """ECOD / COPOD for a row scored alone against the training rows (module docstring)."""
     train = np.asarray(final.X_train)
     n, n_features = train.shape
@@ -618,7 +639,9 @@ def _ecdf_family(final: Any, dtype: np.dtype[Any], steps: list[Any]) -> onnx.Mod
     return _finish(builder, final, decision, f"native PyOD {type(final).__name__} (row alone)")
 
 
-def _mcd(final: Any, dtype: np.dtype[Any], steps: list[Any]) -> onnx.ModelProto:
+def _mcd(
+    final: Any, dtype: np.dtype[Any], steps: list[Any], runtime: RuntimeVersion
+) -> onnx.ModelProto:
     mcd = final.detector_
     builder, x = _start("pyod_mcd", final, dtype, steps)
     x = _f64(builder, x)
@@ -629,7 +652,8 @@ def _mcd(final: Any, dtype: np.dtype[Any], steps: list[Any]) -> onnx.ModelProto:
     return _finish(builder, final, decision, "native PyOD MCD")
 
 
-_Builder = Callable[[Any, np.dtype[Any], list[Any]], onnx.ModelProto]
+#: (detector, input dtype, scalers in front, the onnxruntime the graph must load on) -> graph.
+_Builder = Callable[[Any, np.dtype[Any], list[Any], RuntimeVersion], onnx.ModelProto]
 _BUILDERS: dict[str, _Builder] = {
     "IForest": _iforest,
     "OCSVM": _ocsvm,
