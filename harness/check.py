@@ -175,6 +175,25 @@ def check_pair(
 _SHOWN = {"fail": "**FAIL**", "xpass": "**XPASS**"}
 
 
+def _n_rows(n: int) -> str:
+    return f"{n} row" if n == 1 else f"{n} rows"
+
+
+def input_table(rows: Sequence[Sequence[float]], max_rows: int = 5) -> list[str]:
+    """Rows as a markdown table (column = feature index), 7 significant digits; at most
+    ``max_rows`` rows, the rest counted."""
+    width = max(len(r) for r in rows)
+    lines = [
+        "| row | " + " | ".join(f"x{j}" for j in range(width)) + " |",
+        "|---" * (width + 1) + "|",
+    ]
+    for i, row in enumerate(rows[:max_rows]):
+        lines.append(f"| {i} | " + " | ".join(f"{float(v):.7g}" for v in row) + " |")
+    if len(rows) > max_rows:
+        lines += ["", f"({_n_rows(len(rows) - max_rows)} more not shown)"]
+    return lines
+
+
 def outcomes_table(outcomes: Sequence[CheckOutcome]) -> str:
     """The outcomes as a markdown table, the minimal failing inputs, and a one-line tally."""
     lines = [
@@ -187,13 +206,21 @@ def outcomes_table(outcomes: Sequence[CheckOutcome]) -> str:
         finding = o.message.replace("|", "/").replace("\n", " ")
         bound = o.bound.replace("|", "/")
         lines.append(f"| {o.check} | {status} | {o.examples} | {measured} | {bound} | {finding} |")
+    shown: dict[str, list[str]] = {}  # one table per distinct input, naming its checks
+    inputs: dict[str, list[list[float]]] = {}
     for o in outcomes:
-        if o.status in ("fail", "xfail") and o.minimal_input is not None:
-            lines += [
-                "",
-                f"{o.check}: minimal failing input ({len(o.minimal_input)} rows):",
-                f"    {o.minimal_input}",
-            ]
+        if o.status in ("fail", "xfail") and o.minimal_input:
+            key = repr(o.minimal_input)
+            shown.setdefault(key, []).append(o.check)
+            inputs[key] = o.minimal_input
+    for key, checks in shown.items():
+        rows = inputs[key]
+        lines += [
+            "",
+            f"Minimal failing input of {', '.join(checks)} ({_n_rows(len(rows))}):",
+            "",
+            *input_table(rows),
+        ]
     counts = {
         s: sum(o.status == s for o in outcomes) for s in ("pass", "fail", "skip", "xfail", "xpass")
     }

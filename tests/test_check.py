@@ -16,6 +16,7 @@ from sklearn.ensemble import IsolationForest
 from engines import export
 from harness.check import CheckSetupError, check_pair, outcomes_table
 from harness.datasets import telemetry
+from harness.parity import CheckOutcome
 
 pytestmark = pytest.mark.slow
 
@@ -150,8 +151,29 @@ def test_planted_faults_are_caught(
     assert failed, f"{fault} was not caught:\n{outcomes_table(outcomes)}"
     table = outcomes_table(outcomes)
     assert "**FAIL**" in table
-    assert "minimal failing input" in table
+    assert "Minimal failing input of " in table
     assert all(o.minimal_input for o in failed)
+
+
+def test_failure_output_is_small_valid_markdown() -> None:
+    # One cause found by three checks: 13 rows of 30 floats at 17 digits printed three times
+    # made 32 KB; now one table at 7 significant digits, 5 rows shown.
+    rows = np.random.default_rng(0).normal(size=(13, 30)).tolist()
+    found = [
+        CheckOutcome(name, "fail", 40, 0.5, "bound 1e-06", f"{name}: off", minimal_input=rows)
+        for name in ("decision_close", "score_close", "dtype_float64")
+    ]
+    table = outcomes_table(found)
+    assert table.count("Minimal failing input of decision_close, score_close, dtype_float64") == 1
+    assert len(table.encode()) < 2600
+    assert "array(" not in table
+    assert "np.float" not in table
+    (block,) = [chunk for chunk in table.split("\n\n") if chunk.startswith("| row |")]
+    header, rule, *body = block.splitlines()
+    assert len(body) == 5
+    assert {line.count("|") for line in (header, rule, *body)} == {32}
+    assert body[0].split("|")[2].strip() == f"{rows[0][0]:.7g}"
+    assert "(8 rows more not shown)" in table
 
 
 def test_the_python_api_takes_objects_and_declared_gaps(
