@@ -99,6 +99,17 @@ class ExportReport:
     n_nodes: int
 
 
+#: estimator class -> (its only exporter, why); each of those exporters converts nothing else.
+_SOLE_EXPORTER = {
+    "SupervisedScorer": (
+        "onnxmltools",
+        "a SupervisedScorer's classifier (LightGBM, XGBoost) is converted by onnxmltools "
+        "(exporter='onnxmltools' or 'auto'), and onnxmltools exports nothing else here",
+    ),
+    "AutoencoderDetector": ("torch", "torch models use exporter='torch' (or 'auto')"),
+}
+
+
 def default_tolerance(final: Any, exporter: str) -> Tolerance:
     """The bounds an export of ``final`` by ``exporter`` is held to."""
     name = type(final).__name__
@@ -154,27 +165,17 @@ def _choose_exporter(model: Any, exporter: str) -> str:
                 "PyOD detectors are exported by exporter='native' (or 'auto')"
             )
         return "native"
-    is_scorer = type(_final(model)).__name__ == "SupervisedScorer"
-    if is_scorer and isinstance(model, Pipeline):
-        raise UnsupportedModelError("SupervisedScorer is exported on its own, not in a Pipeline")
-    if is_scorer != (exporter == "onnxmltools") and exporter != "auto":
-        raise UnsupportedModelError(
-            f"exporter={exporter!r} does not apply to {type(_final(model)).__name__}: "
-            "a SupervisedScorer's classifier (LightGBM, XGBoost) is converted by onnxmltools "
-            "(exporter='onnxmltools' or 'auto'), and onnxmltools exports nothing else here"
-        )
-    if is_scorer:
-        return "onnxmltools"
-    is_torch = type(_final(model)).__name__ == "AutoencoderDetector"
-    if is_torch and isinstance(model, Pipeline):
-        raise UnsupportedModelError("AutoencoderDetector is exported on its own, not in a Pipeline")
-    if is_torch != (exporter == "torch") and exporter != "auto":
-        raise UnsupportedModelError(
-            f"exporter={exporter!r} does not apply to {type(_final(model)).__name__}: "
-            "torch models use exporter='torch' (or 'auto')"
-        )
-    if is_torch:
-        return "torch"
+    name = type(_final(model)).__name__
+    if name in _SOLE_EXPORTER:  # estimators that one exporter converts, and it nothing else
+        only, why = _SOLE_EXPORTER[name]
+        if isinstance(model, Pipeline):
+            raise UnsupportedModelError(f"{name} is exported on its own, not in a Pipeline")
+        if exporter not in ("auto", only):
+            raise UnsupportedModelError(f"exporter={exporter!r} does not apply to {name}: {why}")
+        return only
+    for only, why in _SOLE_EXPORTER.values():
+        if exporter == only:
+            raise UnsupportedModelError(f"exporter={exporter!r} does not apply to {name}: {why}")
     if exporter == "auto":
         return "native" if native_supported(model) else "skl2onnx"
     return exporter

@@ -49,7 +49,7 @@ class BenchPoint:
 
 
 def _engines_for(case: ModelCase, spec: ProfileSpec) -> list[str]:
-    exporters = list(case.exporters) if spec.all_exporters else [_best_exporter(case)]
+    exporters = list(case.exporters) if spec.all_exporters else [case.best_exporter]
     engines = ["sklearn"]
     engines += [f"onnx-{e}" for e in exporters]
     if spec.variants:
@@ -57,13 +57,6 @@ def _engines_for(case: ModelCase, spec: ProfileSpec) -> list[str]:
         if "torch" in case.exporters:
             engines.append("torch-eager")
     return engines
-
-
-def _best_exporter(case: ModelCase) -> str:
-    for exporter in ("native", "torch", "skl2onnx", "onnxmltools"):
-        if exporter in case.exporters:
-            return exporter
-    raise ValueError(f"{case.name} has no exporter")
 
 
 def _user_engines(user: UserModel) -> list[str]:

@@ -75,7 +75,7 @@ def target_for(case_name: str, engine: str) -> ParityTarget:
     model = fitted(case_name)
     reference = SklearnEngine(model)
     rows = case.data().X_test[:200]
-    exporter = engine.split("-")[1] if engine.startswith("onnx-") else _best(case)
+    exporter = engine.split("-")[1] if engine.startswith("onnx-") else case.best_exporter
     report = exported(case_name, exporter)
     tolerance = case.tolerance(exporter) or default_tolerance(model, exporter)
     meta = OnnxEngine(report.model, CPU1).metadata
@@ -113,10 +113,6 @@ def target_for(case_name: str, engine: str) -> ParityTarget:
         # failure, the same on every machine, not a chance finding of whichever check drew it.
         isolate_non_finite=True,
     )
-
-
-def _best(case: ModelCase) -> str:
-    return next(e for e in ("native", "torch", "skl2onnx") if e in case.exporters)
 
 
 def _int8(case_name: str, exporter: str) -> OnnxEngine:

@@ -27,6 +27,7 @@ __all__ = ["CASES", "EXPORTERS", "ModelCase", "cases", "exported", "fitted"]
 Profile = Literal["fast", "regular", "large"]
 EXPORTERS: tuple[str, ...] = ("native", "skl2onnx", "torch", "onnxmltools")
 _PROFILE_ORDER = {"fast": 0, "regular": 1, "large": 2}
+_PREFERENCE = ("native", "torch", "skl2onnx", "onnxmltools")  # ModelCase.best_exporter
 
 NO_NATIVE = "no native exporter for this estimator: skl2onnx's graph is used"
 NOT_SKLEARN = "not a scikit-learn estimator"
@@ -70,6 +71,14 @@ class ModelCase:
 
     def data(self) -> Dataset:
         return load_dataset(self.dataset)
+
+    @property
+    def best_exporter(self) -> str:
+        """The exporter timed and used behind the fallback engine: native first, then torch,
+        skl2onnx, onnxmltools."""
+        return next(
+            e for e in ("native", "torch", "skl2onnx", "onnxmltools") if e in self.exporters
+        )
 
     def tolerance(self, exporter: str) -> Tolerance | None:
         """The case's own bound for ``exporter`` (None: the exporter's default)."""

@@ -37,7 +37,7 @@ import onnxruntime as ort
 from engines import OnnxEngine, SklearnEngine
 from engines.export import default_tolerance
 from engines.tolerance import check_within, fixed_bound
-from harness.bench import BenchPoint, Runner, _best_exporter, prepare
+from harness.bench import BenchPoint, Runner, prepare
 from harness.machine import machine_info
 from harness.selection import Selection
 from harness.zoo import cases, exported, fitted
@@ -110,7 +110,7 @@ def measure(
     name: str, batches: list[int], threads: list[int], rounds: int, min_time: float, work: Path
 ) -> dict[str, Any]:
     (case,) = cases(names=[name])
-    exporter = _best_exporter(case)
+    exporter = case.best_exporter
     fitted(name)  # fitting is not export time
     report = exported(name, exporter)
     row: dict[str, Any] = {
