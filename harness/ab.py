@@ -35,7 +35,6 @@ import subprocess
 import sys
 import sysconfig
 import tempfile
-import threading
 import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -44,6 +43,7 @@ from typing import IO, Any, Literal
 import numpy as np
 
 import harness
+from harness._signals import on_sigterm
 from harness.bench import BenchPoint, Selection, UserModel, build_points
 from harness.gate import GateReport, gate
 from harness.machine import git_info, library_versions, machine_id, machine_info
@@ -95,15 +95,11 @@ def _on_sigterm(signum: int, frame: Any) -> None:
 @contextlib.contextmanager
 def _terminate_as_exit() -> Iterator[None]:
     """SIGTERM raises SystemExit(143) inside, so ``finally`` blocks remove what was made."""
-    if threading.current_thread() is not threading.main_thread():
-        yield  # only the main thread may set handlers; there SIGTERM kills as before
-        return
-    previous = signal.signal(signal.SIGTERM, _on_sigterm)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, previous if previous is not None else signal.SIG_DFL)
-        _Term.pending = None
+    with on_sigterm(_on_sigterm):
+        try:
+            yield
+        finally:
+            _Term.pending = None
 
 
 @contextlib.contextmanager

@@ -18,7 +18,6 @@ import os
 import signal
 import sys
 import tempfile
-import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -26,6 +25,7 @@ from typing import Any
 
 import pytest
 
+from harness._signals import on_sigterm
 from harness.bench import build_points
 from harness.options import to_pytest_args
 from harness.selection import Selection
@@ -105,14 +105,8 @@ def _on_sigterm(signum: int, frame: Any) -> None:
 def _terminate_as_interrupt() -> Iterator[None]:
     """SIGTERM raises KeyboardInterrupt inside: pytest stops the session as on Ctrl-C and every
     ``finally`` (temporary folders, sessions) runs; the previous handler is restored after."""
-    if threading.current_thread() is not threading.main_thread():
-        yield  # only the main thread may set handlers
-        return
-    previous = signal.signal(signal.SIGTERM, _on_sigterm)
-    try:
+    with on_sigterm(_on_sigterm):
         yield
-    finally:
-        signal.signal(signal.SIGTERM, previous if previous is not None else signal.SIG_DFL)
 
 
 def _pytest(suite: str, args: list[str], workdir: Path, plugins: list[Any]) -> int:
