@@ -19,6 +19,7 @@ __all__ = [
     "compare_outputs",
     "derive_bound",
     "fixed_bound",
+    "float32_twin",
 ]
 
 
@@ -111,7 +112,10 @@ class RowBound:
     from: the answer and its offset, and no less than the typical size of answers on
     representative rows, for answers near 0 computed from larger ones) and ``sensitivity`` is
     how far the reference's answer moves when the row moves by one ulp of that precision (all
-    up, all down, alternating). ``bound = factor * noise``.
+    up, all down, alternating). ``condition`` (>= 1) multiplies ``eps * magnitude`` where the
+    reference's own arithmetic in that precision strays further than one eps of the answer
+    (a mixture's log-likelihood from expanded squared distances, a distance-based score):
+    measured on representative rows by :func:`float32_twin`. ``bound = factor * noise``.
 
     ``undefined`` marks rows where the reference has no answer to hold an engine to in that
     precision: its answer there is NaN, jumps to a non-finite value within one ulp, or differs
@@ -134,6 +138,7 @@ class RowBound:
     factor: float
     precision: str
     tolerance: Tolerance | None = None
+    condition: float = 1.0
 
     def describe(self, row: int | None = None) -> str:
         """How the bound on ``row`` (default: the loosest row) was derived, in one line."""
@@ -146,6 +151,8 @@ class RowBound:
             t = self.tolerance
             return f"bound {self.bound[row]:.2g} = atol {t.atol:g} + rtol {t.rtol:g} x |reference|"
         parts = f"eps {self.eps:.2g} x magnitude {self.magnitude[row]:.3g}"
+        if self.condition > 1:
+            parts += f" x conditioning {self.condition:.3g}"
         if self.sensitivity[row] > 0:
             parts += f" + one-ulp sensitivity {self.sensitivity[row]:.2g}"
         return (
@@ -213,13 +220,16 @@ def derive_bound(
     offset: float | None = None,
     typical: float = 0.0,
     factor: float = SAFETY_FACTOR,
+    condition: float = 1.0,
 ) -> RowBound:
     """Bounds on ``answer(X)`` derived from the reference's own numerical noise on these rows.
 
     ``answer`` is the reference (e.g. ``estimator.score_samples``); ``input_dtype`` is what the
     engine under test takes (the reference answers the rows as the engine sees them) and
     ``precision`` what it computes in; ``offset`` the reference's (decision = score - offset)
-    and ``typical`` the typical size of its answers (median |answer| on representative rows).
+    and ``typical`` the typical size of its answers (median |answer| on representative rows);
+    ``condition`` how many eps of the answer the reference's own arithmetic in ``precision``
+    strays on representative rows (at least 1; see :func:`float32_twin`).
     Two reference calls: the rows and their one-ulp neighbours stacked, and the rows in float64
     (skipped when the engine takes float64).
 
@@ -231,6 +241,8 @@ def derive_bound(
     """
     if factor <= 0:
         raise ValueError(f"factor must be > 0, got {factor}")
+    if not condition >= 1:
+        raise ValueError(f"condition must be >= 1, got {condition}")
     in_dtype, work = np.dtype(input_dtype), np.dtype(precision)
     with np.errstate(over="ignore"):
         seen = np.asarray(X).astype(in_dtype)
@@ -248,7 +260,7 @@ def derive_bound(
         sensitivity = np.where(np.isnan(jump), np.inf, jump).max(axis=0)
         magnitude = np.maximum(np.abs(expected) + abs(offset or 0.0), abs(typical))
         eps = float(np.finfo(work).eps)
-        noise = eps * np.where(np.isfinite(magnitude), magnitude, 0.0) + sensitivity
+        noise = eps * condition * np.where(np.isfinite(magnitude), magnitude, 0.0) + sensitivity
         bound = factor * noise
     undefined = np.isnan(expected) | ~np.isfinite(sensitivity) | ~_agree(expected, truth, bound)
     beyond = beyond_range(seen, work)
@@ -264,7 +276,47 @@ def derive_bound(
         eps,
         factor,
         work.name,
+        condition=condition,
     )
+
+
+def _cast_fitted(obj: Any, depth: int = 0) -> int:
+    """Cast ``obj``'s float64 fitted arrays (attributes ending in ``_``) to float32 in place,
+    recursing into nested estimators (pipeline steps, inner detectors); how many were cast."""
+    if depth > 3 or not hasattr(obj, "__dict__"):
+        return 0
+    cast = 0
+    for name, value in list(vars(obj).items()):
+        if isinstance(value, np.ndarray) and value.dtype == np.float64 and name.endswith("_"):
+            setattr(obj, name, value.astype(np.float32))
+            cast += 1
+        elif hasattr(value, "get_params") and hasattr(value, "fit"):
+            cast += _cast_fitted(value, depth + 1)
+        elif name == "steps" and isinstance(value, list):
+            cast += sum(_cast_fitted(step, depth + 1) for _, step in value)
+    return cast
+
+
+def float32_twin(estimator: Any) -> Any | None:
+    """A deep copy of a fitted estimator whose float64 fitted arrays are float32, or None when
+    it has none: fed float32 rows, NumPy then computes in float32 what the estimator computes,
+    and its distance from the original's float64 answers is the reference's own float32 noise
+    (a GaussianMixture's expanded squared distances lose ~200 eps of the answer; a tree
+    ensemble, whose thresholds are compared not computed, loses none).
+
+    Example:
+        >>> from sklearn.mixture import GaussianMixture
+        >>> X = np.random.default_rng(0).normal(size=(50, 3))
+        >>> float32_twin(GaussianMixture(2, random_state=0).fit(X)).means_.dtype
+        dtype('float32')
+    """
+    import copy
+
+    twin = copy.deepcopy(estimator)
+    try:
+        return twin if _cast_fitted(twin) else None
+    except (AttributeError, TypeError, ValueError):  # a read-only or validated attribute
+        return None
 
 
 def fixed_bound(

@@ -587,7 +587,8 @@ def ab_gate(
     ``cwd``, inside the repository), after ``prepare_cmd`` (a shell command, e.g. an export
     script) has run in each tree; in this project's repository also ``engines``. The timing is
     the installed harness's on both sides. ``rounds`` ABBA rounds in all, spread over ``pairs``
-    fresh worker pairs (see the module).
+    fresh worker pairs (see the module). Both workers are pinned to one shared core, so the
+    profile's thread settings give way to 1 thread unless ``selection.threads`` says otherwise.
 
     Example:
         >>> report, seconds, (a, b) = ab_gate(  # doctest: +SKIP
@@ -620,6 +621,8 @@ def ab_gate(
         )
     if user is not None and user.model.is_absolute():
         raise ABError(f"--model {user.model} lies outside the repository {root}")
+    if not selection.threads:  # both workers share one pinned core: more threads only contend
+        selection = dataclasses.replace(selection, threads=(1,))
     points = build_points(selection)
     label_a = sha[:12] if sha.startswith(ref) else f"{ref} ({sha[:12]})"
     hint = (
@@ -692,6 +695,8 @@ def calibrate(
         root = repo_root(here)
     except ABError:
         root = here.resolve()
+    if not selection.threads:  # the workers are pinned to one core, as in ab_gate
+        selection = dataclasses.replace(selection, threads=(1,))
     chosen = selection
     if selection.user_model is not None:
         user = _user_relative(selection.user_model, root, here)

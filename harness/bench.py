@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import itertools
 from collections.abc import Callable, Sequence
@@ -99,6 +100,8 @@ class Runner:
     rows: npt.NDArray[Any] | None
     info: dict[str, Any]
     skip_reason: str | None = None
+    #: The ONNX file the engine was created from (for the cold-start measurement; not stored).
+    model_path: Path | None = None
 
     def thread_limits(self) -> Any:
         """Context limiting BLAS/OpenMP pools (scikit-learn, NumPy) to the point's threads.
@@ -155,6 +158,10 @@ def prepare(point: BenchPoint, selection: Selection, workdir: Path) -> Runner:
     model = fitted(point.case)
     info: dict[str, Any] = {"case": case.name, "dataset": case.dataset}
     if point.engine == "sklearn":
+        # scikit-learn at the point's threads: n_jobs where the estimator takes it (on a copy:
+        # the fitted model is cached), BLAS/OpenMP pools through Runner.thread_limits.
+        model, takes_n_jobs = _with_n_jobs(model, point.threads)
+        info["n_jobs"] = point.threads if takes_n_jobs else None
         reference = SklearnEngine(model, collect_metrics=False)
         method = _timed_method(reference)
         fn = getattr(reference, method)
@@ -213,8 +220,58 @@ def prepare(point: BenchPoint, selection: Selection, workdir: Path) -> Runner:
         nodes_per_provider=onnx_info["nodes_per_provider"],
         model_sha256=extra["model_sha256"] or onnx_info["model_sha256"],
     )
+    model_path = workdir / f"{onnx_info['model_sha256']}.onnx"  # the cold start loads this file
+    if not model_path.exists():
+        model_path.write_bytes(model_bytes)
     method = _timed_method(engine)
-    return Runner(point, getattr(engine, method), rows, {**info, **extra, "method": method})
+    return Runner(
+        point,
+        getattr(engine, method),
+        rows,
+        {**info, **extra, "method": method},
+        model_path=model_path,
+    )
+
+
+#: The fitted parts a PyOD detector scores with: its scikit-learn detector (IForest, LOF, ...)
+#: and its neighbour search (KNN).
+_INNER_SCORERS = ("detector_", "neigh_")
+#: Whose n_jobs is no thread count: PyOD's ECOD and COPOD start a pool of worker processes
+#: in every call (about 50x slower at batch 1,000 on 2 cores, and chatty); kept at theirs.
+_PROCESS_POOLS = frozenset({"pyod.models.ecod.ECOD", "pyod.models.copod.COPOD"})
+
+
+def _with_n_jobs(model: Any, n_jobs: int) -> tuple[Any, bool]:
+    """(``model`` with ``n_jobs`` set in every part that takes it: the estimator, a Pipeline's
+    steps, a PyOD detector's inner scorers; whether any did). Changed parts are shallow
+    copies: the fitted model is cached and shared by every point, never changed."""
+    from sklearn.pipeline import Pipeline
+
+    if isinstance(model, Pipeline):
+        steps = [(name, *_with_n_jobs(step, n_jobs)) for name, step in model.steps]
+        if not any(takes for _, _, takes in steps):
+            return model, False
+        pipeline = copy.copy(model)
+        pipeline.steps = [(name, step) for name, step, _ in steps]
+        return pipeline, True
+    if f"{type(model).__module__}.{type(model).__qualname__}" in _PROCESS_POOLS:
+        return model, False
+    takes = hasattr(model, "get_params") and "n_jobs" in model.get_params(deep=False)
+    inner = {}
+    for attr in _INNER_SCORERS:
+        part = getattr(model, attr, None)
+        if part is not None:
+            part, part_takes = _with_n_jobs(part, n_jobs)
+            if part_takes:
+                inner[attr] = part
+    if not takes and not inner:
+        return model, False
+    clone = copy.copy(model)
+    if takes:
+        clone.set_params(n_jobs=n_jobs)
+    for attr, part in inner.items():
+        setattr(clone, attr, part)
+    return clone, True
 
 
 def _timed_method(engine: Any) -> str:
@@ -256,7 +313,13 @@ def _prepare_user(point: BenchPoint, selection: Selection) -> Runner:
     }
     if point.engine != "sklearn":
         info.update(extra_onnx)
-    return Runner(point, getattr(engine, loaded.method), loaded.rows, info)
+    return Runner(
+        point,
+        getattr(engine, loaded.method),
+        loaded.rows,
+        info,
+        model_path=None if point.engine == "sklearn" else loaded.model_path,  # as shipped
+    )
 
 
 def percentiles(samples: Sequence[float]) -> dict[str, float]:

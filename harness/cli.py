@@ -28,6 +28,7 @@ from typing import Any
 from harness import __version__
 from harness.options import (
     OptionError,
+    add_cold_start_option,
     add_selection_options,
     namespace_get,
     parse_known_gaps,
@@ -94,6 +95,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument(
         "--no-parity", action="store_true", help="benchmarks only, skip the parity suite"
     )
+    add_cold_start_option(run.add_argument)
     run.add_argument("--json", type=Path, default=None, help="also write the whole run's JSON here")
     run.set_defaults(handler=_cmd_run)
 
@@ -592,6 +594,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
             json_out=args.json,
             parity=not args.no_parity,
             verbose=args.verbose,
+            cold_start=not args.no_cold_start,
         )
     except RunError as exc:
         print(f"harness run: {exc}", file=sys.stderr)

@@ -19,6 +19,7 @@ from harness.selection import PROFILES, Selection, UserModel, split_list
 
 __all__ = [
     "OptionError",
+    "add_cold_start_option",
     "add_selection_options",
     "namespace_get",
     "parse_known_gaps",
@@ -44,8 +45,8 @@ def add_selection_options(add: Any, prefix: str = "") -> None:
         f"--{prefix}profile",
         choices=sorted(PROFILES),
         default="quick",
-        help="how much to time: quick = batch 1/100/10000, 1 thread, best exporter per case; "
-        "full = every exporter, more batches, 1 thread and all cores (default: quick)",
+        help="how much to time: quick = batch 1/100/10000, 1 thread and all cores, best "
+        "exporter per case; full = every exporter, more batches (default: quick)",
     )
     add(f"--{prefix}cases", default="", help="comma-separated zoo case names (default: all)")
     add(
@@ -113,6 +114,17 @@ def add_selection_options(add: Any, prefix: str = "") -> None:
         metavar="K",
         help="generated parity inputs stay within the data's range widened K times "
         "(default: unbounded, up to float32's limits)",
+    )
+
+
+def add_cold_start_option(add: Any, prefix: str = "") -> None:
+    """Declare ``--no-cold-start`` once, for pytest (prefix 'harness-') and ``harness run``."""
+    add(
+        f"--{prefix}no-cold-start",
+        action="store_true",
+        default=False,
+        help="do not measure each ONNX model's cold start (import, session creation, first "
+        "call, memory) in a fresh process after the benchmarks",
     )
 
 

@@ -28,8 +28,8 @@ from hypothesis import HealthCheck, Phase, example, given, reject, settings
 from hypothesis.errors import Unsatisfiable
 from scipy import stats
 
-from engines import Engine, EngineError, InputError, OnnxEngine, Tolerance
-from engines.tolerance import RowBound, check_within, derive_bound, fixed_bound
+from engines import Engine, EngineError, InputError, OnnxEngine, SklearnEngine, Tolerance
+from engines.tolerance import RowBound, check_within, derive_bound, fixed_bound, float32_twin
 from harness.strategies import input_rows
 
 __all__ = [
@@ -160,6 +160,7 @@ class ParityTarget:
                     precision=work,
                     offset=getattr(self.reference, "offset", None),
                     typical=self.typical(method),
+                    condition=self.conditioning(method) if work == np.float32 else 1.0,
                 )
             except EngineError as exc:
                 bound = exc
@@ -222,6 +223,45 @@ class ParityTarget:
             self._memo[key] = value
         typical: float = self._memo[key]
         return typical
+
+    def conditioning(self, method: str) -> float:
+        """How many float32 eps of the answer the reference's own float32 arithmetic strays on
+        the base rows (at least 1): the reference computing in float32 (its float32 twin,
+        ``engines.tolerance.float32_twin``, or itself where it was fitted on float32 data)
+        against the reference in float64, both on the rows as float32 holds them, so input
+        rounding is not counted. 1 where it cannot be measured (a torch or row-by-row
+        reference) or where the reference upcasts to float64 whatever it is given."""
+        key = ("conditioning", method)
+        if key not in self._memo:
+            self._memo[key] = self._measure_conditioning(method)
+        condition: float = self._memo[key]
+        return condition
+
+    def _measure_conditioning(self, method: str) -> float:
+        reference = self.reference
+        if not isinstance(reference, SklearnEngine):
+            return 1.0
+        if reference.info().get("scoring") == "row by row":
+            return 1.0
+        twin = float32_twin(reference.estimator)
+        in_float32 = reference if twin is None else SklearnEngine(twin, collect_metrics=False)
+        rows32 = np.asarray(self.base_rows).astype(np.float32)
+        try:
+            with np.errstate(all="ignore"):
+                got = np.asarray(getattr(in_float32, method)(rows32), dtype=np.float64)
+                truth = np.asarray(getattr(reference, method)(rows32.astype(np.float64)))
+        except (EngineError, ArithmeticError, ValueError, TypeError):
+            return 1.0
+        got, truth = got.reshape(-1), truth.astype(np.float64).reshape(-1)
+        if got.shape != truth.shape:
+            return 1.0
+        offset = abs(float(getattr(reference, "offset", None) or 0.0))
+        eps = float(np.finfo(np.float32).eps)
+        with np.errstate(all="ignore"):
+            magnitude = np.maximum(np.abs(truth) + offset, self.typical(method))
+            ratio = np.abs(got - truth) / (eps * magnitude)
+        ratio = ratio[np.isfinite(ratio)]
+        return max(1.0, float(ratio.max())) if len(ratio) else 1.0
 
 
 def _digest(X: npt.NDArray[Any]) -> tuple[str, tuple[int, ...], bytes]:

@@ -24,11 +24,12 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from harness.options import add_selection_options, selection_from_options
+from harness.options import add_cold_start_option, add_selection_options, selection_from_options
 from harness.selection import Selection
 
 if TYPE_CHECKING:
     from harness.bench import BenchPoint, Runner
+    from harness.coldstart import ColdStartTarget
     from harness.testing import BenchmarkOutcome, PairVerdict
 
 __all__ = ["SESSION_KEY", "HarnessSession", "add_speedups"]
@@ -49,6 +50,10 @@ class HarnessSession:
         self.conformance: list[dict[str, Any]] = []
         self.stored_rows: list[dict[str, Any]] = []
         self.active = False
+        self.pytest_session: pytest.Session | None = None
+        self._cold_start: dict[tuple[str, str], ColdStartTarget] = {}
+        self._cold_start_entries: list[dict[str, Any]] | None = None
+        self.cold_start_interrupted = False
 
     @property
     def selection(self) -> Selection:
@@ -83,7 +88,56 @@ class HarnessSession:
         key = dataclasses.replace(point, batch_size=0)
         if key not in self._runners:
             self._runners[key] = prepare(point, self.selection, self.workdir)
+            self._note_cold_start(self._runners[key])
         return dataclasses.replace(self._runners[key], point=point)
+
+    @property
+    def cold_start_enabled(self) -> bool:
+        return not self._config.getoption("harness_no_cold_start", False)
+
+    def _note_cold_start(self, runner: Runner) -> None:
+        """One cold-start target per model (sha256) and provider, at the selection's fewest
+        threads: creating a session creates its thread pool, and a cold serverless function
+        usually gets one core. Other thread counts of the same model are not measured again."""
+        if runner.model_path is None or runner.rows is None or not self.cold_start_enabled:
+            return
+        point = runner.point
+        sha = runner.info.get("model_sha256")
+        key = (str(sha or runner.model_path), point.provider)
+        if key in self._cold_start:
+            return
+        from harness.bench import _config
+        from harness.coldstart import ColdStartTarget, session_settings
+
+        threads = min(self.selection.effective_threads)
+        self._cold_start[key] = ColdStartTarget(
+            case=point.case,
+            engine=point.engine,
+            exporter=point.exporter,
+            provider=point.provider,
+            threads=threads,
+            model_path=runner.model_path,
+            model_sha256=sha,
+            export_seconds=runner.info.get("export_seconds"),
+            row=tuple(float(x) for x in runner.rows[0]),
+            settings=session_settings(_config(dataclasses.replace(point, threads=threads))),
+        )
+
+    def cold_start(self, say: Callable[[str], None]) -> list[dict[str, Any]]:
+        """The ``cold_start`` entries, measured once, each in a fresh process (see
+        ``harness.coldstart``); none after an interrupted session."""
+        if self._cold_start_entries is None:
+            interrupted = (
+                self.pytest_session is not None
+                and self.pytest_session.exitstatus == pytest.ExitCode.INTERRUPTED
+            )
+            self._cold_start_entries = []
+            if self._cold_start and not interrupted:
+                from harness.coldstart import measure_all
+
+                entries, stopped = measure_all(self._cold_start.values(), say)
+                self._cold_start_entries, self.cold_start_interrupted = entries, stopped
+        return self._cold_start_entries
 
     def close(self) -> None:
         if self._tmp is not None:
@@ -100,6 +154,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         group.addoption(name, dest=name.lstrip("-").replace("-", "_"), **kwargs)
 
     add_selection_options(add, prefix="harness-")
+    add_cold_start_option(add, prefix="harness-")
     add(
         "--harness-store",
         default=None,
@@ -130,10 +185,18 @@ def pytest_configure(config: pytest.Config) -> None:
             raise pytest.UsageError(str(exc)) from None
 
 
+def pytest_sessionstart(session: pytest.Session) -> None:
+    harness = session.config.stash.get(SESSION_KEY, None)
+    if harness is not None:  # its exit status says whether the session was interrupted
+        harness.pytest_session = session
+
+
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     harness = session.config.stash.get(SESSION_KEY, None)
     if harness is None:
         return
+    if harness.cold_start_interrupted:  # Ctrl-C during the cold start: the run was cut short
+        session.exitstatus = exitstatus = pytest.ExitCode.INTERRUPTED
     interrupted = exitstatus == pytest.ExitCode.INTERRUPTED
     reporter = session.config.pluginmanager.get_plugin("terminalreporter")
 
@@ -212,23 +275,56 @@ def pytest_benchmark_update_json(
         "git": session.git,
         "profile": session.selection.profile,
     }
+    reporter = config.pluginmanager.get_plugin("terminalreporter")
+    cold_start = session.cold_start(
+        reporter.write_line if reporter is not None else lambda line: None
+    )
+    if cold_start:
+        output_json["harness"]["cold_start"] = cold_start
+    if session.cold_start_interrupted:
+        output_json["harness"]["interrupted"] = True
     add_speedups(output_json.get("benchmarks", []))
 
 
 def add_speedups(rows: list[dict[str, Any]]) -> None:
-    """speedup_vs_sklearn = sklearn median / row median, matched on case, batch and threads."""
-    baseline = {}
-    for row in rows:
-        extra = row.get("extra_info", {})
+    """Ratios of medians of the same run, written into each row's ``extra_info``.
+
+    - ``speedup_vs_sklearn``: scikit-learn median / row median, same case, batch and threads;
+    - ``speedup_vs_sklearn_best``: the fastest scikit-learn median of the case and batch over
+      every thread setting / row median, and ``sklearn_best_threads``, that row's threads;
+    - ``scaling_efficiency`` (rows on k > 1 threads): t1 / (k x tk), t1 the median on 1 thread
+      of the same case, engine, provider and batch (1.0: k threads are k times faster).
+    """
+    timed = [(row.setdefault("extra_info", {}), row["stats"]["median"]) for row in rows]
+    sklearn: dict[tuple[Any, ...], float] = {}  # ((case, batch), threads) -> median
+    best: dict[tuple[Any, ...], tuple[float, Any]] = {}  # (case, batch) -> (median, threads)
+    one_thread: dict[tuple[Any, ...], float] = {}  # series -> median on 1 thread
+    for extra, median in timed:
+        at, threads = _fields(extra, _CASE_BATCH), extra.get("threads")
         if extra.get("engine") == "sklearn":
-            baseline[(extra.get("case"), extra.get("batch_size"), extra.get("threads"))] = row[
-                "stats"
-            ]["median"]
-    for row in rows:
-        extra = row.setdefault("extra_info", {})
-        ref = baseline.get((extra.get("case"), extra.get("batch_size"), extra.get("threads")))
-        median = row["stats"]["median"]
+            sklearn[at, threads] = median
+            if at not in best or median < best[at][0]:
+                best[at] = (median, threads)
+        if threads == 1:
+            one_thread[_fields(extra, _SERIES)] = median
+    for extra, median in timed:
+        at, threads = _fields(extra, _CASE_BATCH), extra.get("threads")
+        ref = sklearn.get((at, threads))
         extra["speedup_vs_sklearn"] = ref / median if ref and median else None
+        fastest, fastest_threads = best.get(at, (None, None))
+        extra["speedup_vs_sklearn_best"] = fastest / median if fastest and median else None
+        extra["sklearn_best_threads"] = fastest_threads
+        if isinstance(threads, int) and threads > 1:
+            t1 = one_thread.get(_fields(extra, _SERIES))
+            extra["scaling_efficiency"] = t1 / (threads * median) if t1 and median else None
+
+
+_CASE_BATCH = ("case", "batch_size")
+_SERIES = ("case", "engine", "provider_requested", "batch_size")  # what threads vary within
+
+
+def _fields(extra: dict[str, Any], names: tuple[str, ...]) -> tuple[Any, ...]:
+    return tuple(extra.get(name) for name in names)
 
 
 @pytest.fixture

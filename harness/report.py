@@ -135,12 +135,23 @@ def _environment(results: Sequence[ResultFile]) -> list[tuple[str, str]]:
     return out
 
 
+def runtime_of(result: ResultFile) -> str:
+    """The onnxruntime version a result was measured with ("?" when it does not say)."""
+    versions = result.harness.get("versions") or {}
+    return str(versions.get("onnxruntime") or "?")
+
+
 def latest_runs(results: Sequence[ResultFile]) -> tuple[list[ResultFile], list[ResultFile]]:
-    """(latest run per machine and provider, the older ones), in run order (NNNN_)."""
+    """(latest run per machine, provider and onnxruntime version, the older ones), in run
+    order (NNNN_): a runtime matrix (tox -m runtimes) shows one run per release."""
     latest: dict[tuple[Any, ...], ResultFile] = {}
     older: list[ResultFile] = []
     for result in sorted(results, key=lambda r: run_order(r.path)):
-        key: tuple[Any, ...] = (result.harness.get("machine_id"), result.harness.get("provider"))
+        key: tuple[Any, ...] = (
+            result.harness.get("machine_id"),
+            result.harness.get("provider"),
+            runtime_of(result),
+        )
         if result.plain:  # pytest-benchmark storage: one folder per interpreter and project
             key = (*key, result.path.parent.as_posix())
         if key in latest:
@@ -164,19 +175,25 @@ def _series(results: Sequence[ResultFile]) -> tuple[_Series, dict[tuple[str, str
         if result.plain:
             continue
         machine = str(result.harness.get("machine_id"))
+        runtime = runtime_of(result)
         for row in result.benchmarks:
             key = benchmark_key(row)
-            entries.append((str(key.case or "?"), series_name(row), machine, key.identity, row))
+            series = series_name(row)
+            entries.append((str(key.case or "?"), series, machine, runtime, key.identity, row))
     machines: dict[tuple[str, str], set[str]] = defaultdict(set)
+    runtimes: dict[tuple[str, str], set[str]] = defaultdict(set)
     identities: dict[tuple[str, str], list[dict[str, Any]]] = defaultdict(list)
-    for case, series, machine, identity, _ in entries:
+    for case, series, machine, runtime, identity, _ in entries:
         machines[(case, series)].add(machine)
+        runtimes[(case, series)].add(runtime)
         if identity not in identities[(case, series)]:
             identities[(case, series)].append(identity)
     by_series: _Series = defaultdict(dict)
     engines: dict[tuple[str, str], str] = {}
-    for case, series, machine, identity, row in entries:
+    for case, series, machine, runtime, identity, row in entries:
         suffix = f" on {machine}" if len(machines[(case, series)]) > 1 else ""
+        if len(runtimes[(case, series)]) > 1:
+            suffix += f" ort {runtime}"
         known = identities[(case, series)]
         if len(known) > 1:
             suffix += f" ({identity_labels(known)[known.index(identity)]})"
@@ -191,12 +208,14 @@ def _harness_sections(results: Sequence[ResultFile]) -> list[str]:
     rows = [row for cells in by_series.values() for row in cells.values()]
     batches = sorted({_extra(r).get("batch_size", 0) for r in rows})
     lines = ["## Speed-up against scikit-learn (same run; median latency in brackets)", ""]
+    lines += ["Each engine against scikit-learn on the same number of threads.", ""]
     body = []
     for (case, series), cells in sorted(by_series.items()):
         if series.startswith("sklearn"):
             continue
         body.append([case, series] + [_speedup_cell(cells.get(b)) for b in batches])
     lines += _table(["case", "engine", *[f"batch {b:,}" for b in batches]], body)
+    lines += _threads_section(by_series)
     lines += ["", "## Latency percentiles and throughput", ""]
     body = []
     for (case, series), cells in sorted(by_series.items()):
@@ -238,10 +257,129 @@ def _harness_sections(results: Sequence[ResultFile]) -> list[str]:
 
         rows_c = [ConformanceRow(**row) for row in conformance]
         lines += ["", *conformance_markdown(rows_c).rstrip().splitlines()]
+    lines += _cold_start_section(results)
     skipped = [s for result in results for s in result.harness.get("skipped", [])]
     if skipped:
         lines += ["", "## Skipped", ""]
         lines += _table(["benchmark", "reason"], [[s["id"], s["reason"]] for s in skipped])
+    return lines
+
+
+_THREADS = re.compile(r" t(\d+)")  # in a series name: engine@provider tN
+
+
+def _threads_section(by_series: _Series) -> list[str]:
+    """Multi-core scaling: each series on k > 1 threads against itself on 1 thread, and its
+    speed-up against scikit-learn at scikit-learn's fastest thread setting; [] when the rows
+    hold one thread setting only."""
+    rows = [row for cells in by_series.values() for row in cells.values()]
+    if len({_extra(r).get("threads") for r in rows}) < 2:
+        return []
+    body = []
+    for (case, series), cells in sorted(by_series.items()):
+        found = _THREADS.search(series)
+        if found is None or int(found[1]) < 2:
+            continue
+        k, head, tail = int(found[1]), series[: found.start()], series[found.end() :]
+        single = by_series.get((case, f"{head} t1{tail}"), {})
+        for batch, row in sorted(cells.items()):
+            e, tk = _extra(row), float(row["stats"]["median"])
+            t1 = single[batch]["stats"]["median"] if batch in single else None
+            efficiency = e.get("scaling_efficiency")
+            if efficiency is None and t1 is not None:  # results older than the field
+                efficiency = t1 / (k * tk)
+            best = e.get("sklearn_best_threads")
+            reference = by_series.get((case, f"sklearn t{best}{tail}"), {}).get(batch)
+            n_jobs = None if reference is None else _extra(reference).get("n_jobs")
+            setting = "-" if best is None else f"sklearn t{best}"
+            setting += "" if n_jobs is None else f" (n_jobs={n_jobs})"
+            body.append(
+                [
+                    case,
+                    head + tail,
+                    f"{batch:,}",
+                    str(k),
+                    _fmt_ms(t1),
+                    _fmt_ms(tk),
+                    "-" if efficiency is None else f"{efficiency:.2f}",
+                    _fmt_x(e.get("speedup_vs_sklearn_best")),
+                    setting,
+                ]
+            )
+    header = ["case", "engine", "batch", "threads k", "t1 median", "tk median"]
+    header += ["efficiency t1 / (k x tk)", "tk vs scikit-learn at its best", "its best setting"]
+    lines = ["", "## Multi-core scaling", ""]
+    lines += ["Efficiency 1.0: k threads are k times as fast as one (same run).", ""]
+    return lines + _table(header, body)
+
+
+def _version_order(version: str) -> tuple[int, ...]:
+    return tuple(int(part) for part in re.findall(r"\d+", version)[:3]) or (0,)
+
+
+def _runtime_sections(results: Sequence[ResultFile]) -> list[str]:
+    """Where the shown runs hold several onnxruntime releases on one machine (the runtime
+    matrix, ``tox -m runtimes``): each ONNX benchmark's median per release with the newest
+    against the oldest, and each export's worst parity error per release."""
+    by_machine: dict[str, list[ResultFile]] = defaultdict(list)
+    for result in results:
+        if not result.plain:
+            by_machine[str(result.harness.get("machine_id"))].append(result)
+    lines: list[str] = []
+    for machine, runs in sorted(by_machine.items()):
+        releases = sorted({runtime_of(r) for r in runs}, key=_version_order)
+        if len(releases) < 2:
+            continue
+        medians: dict[tuple[Any, ...], dict[str, float]] = defaultdict(dict)
+        forms: dict[tuple[Any, ...], dict[str, str]] = defaultdict(dict)
+        errors: dict[tuple[str, str], dict[str, float | None]] = defaultdict(dict)
+        for result in runs:
+            release = runtime_of(result)
+            for row in result.benchmarks:
+                key = benchmark_key(row, provider=result.harness.get("provider"))
+                if not str(key.engine).startswith("onnx"):
+                    continue  # scikit-learn and torch rows do not run on onnxruntime
+                cell = (key.case, key.engine, key.provider, key.batch_size, key.threads)
+                medians[cell][release] = float(row["stats"]["median"])
+                forms[cell][release] = str(_extra(row).get("model_sha256") or "")
+                error = _extra(row).get("parity_max_abs_err")
+                errors[(str(key.case), str(key.engine))][release] = error
+        oldest, newest = releases[0], releases[-1]
+        lines += [
+            "",
+            f"## Across onnxruntime releases ({machine})",
+            "",
+            f"Median latency per release; the last column is {newest} against {oldest} "
+            "(below 1: faster on the newer release). † marks an export that differs from the "
+            f"newest release's (a form that release loads, see the README's runtime matrix).",
+            "",
+        ]
+        body = []
+        for cell, per in sorted(medians.items(), key=lambda kv: tuple(map(str, kv[0]))):
+            case, engine, provider, batch, threads = cell
+            newest_form = forms[cell].get(newest)
+            cells = [
+                "-"
+                if release not in per
+                else _fmt_ms(per[release])
+                + (" †" if newest_form and forms[cell][release] != newest_form else "")
+                for release in releases
+            ]
+            ratio = f"{per[newest] / per[oldest]:.2f}" if oldest in per and newest in per else "-"
+            where = f"{batch:,}" if isinstance(batch, int) else str(batch)
+            body.append([str(case), str(engine), provider, where, str(threads), *cells, ratio])
+        header = ["case", "engine", "provider", "batch", "threads", *releases]
+        lines += _table([*header, f"{newest} / {oldest}"], body)
+        lines += ["", "Worst parity error against scikit-learn on the case's test rows:", ""]
+        body = [
+            [case, engine]
+            + [
+                "-" if per.get(release) is None else f"{float(per[release]):.3g}"  # type: ignore[arg-type]
+                for release in releases
+            ]
+            for (case, engine), per in sorted(errors.items())
+        ]
+        lines += _table(["case", "engine", *releases], body)
     return lines
 
 
@@ -274,6 +412,94 @@ def _plain_sections(results: Sequence[ResultFile]) -> list[str]:
     return lines
 
 
+def _version_key(version: str) -> tuple[tuple[int, str], ...]:
+    """'1.22.1' sorts before '1.32.0' (and '1.9' before '1.10')."""
+    return tuple((int(p), "") if p.isdigit() else (-1, p) for p in re.split(r"[.+-]", version))
+
+
+def _fmt_bytes(size: int | None) -> str:
+    if size is None:
+        return "-"
+    for unit, scale in (("GB", 1e9), ("MB", 1e6), ("kB", 1e3)):
+        if size >= scale:
+            return f"{size / scale:.3g} {unit}"
+    return f"{size} B"
+
+
+def _fmt_g(value: float | None, scale: float = 1.0) -> str:
+    """Three significant digits; whole numbers from 1,000 on (never an exponent)."""
+    if value is None:
+        return "-"
+    scaled = value * scale
+    return f"{scaled:,.0f}" if abs(scaled) >= 1000 else f"{scaled:.3g}"
+
+
+def _cold_start_section(results: Sequence[ResultFile]) -> list[str]:
+    """Cold start per model (``harness.coldstart``): one row per model, provider and
+    onnxruntime version, a model's versions next to each other, oldest first; [] when no
+    result holds a ``cold_start`` block."""
+    found: dict[tuple[str, ...], dict[str, Any]] = {}
+    for result in sorted(results, key=lambda r: run_order(r.path)):
+        machine = str(result.harness.get("machine_id"))
+        versions = result.harness.get("versions") or {}
+        for entry in result.harness.get("cold_start", []):
+            version = entry.get("onnxruntime") or versions.get("onnxruntime") or "?"
+            model = (entry["case"], entry["engine"], entry.get("provider") or "-")
+            sha = entry.get("model_sha256") or ""
+            key: tuple[str, ...] = (*model, sha, machine, str(version))
+            found[key] = entry  # a later run of the same model and version replaces it
+    if not found:
+        return []
+    machines = {key[4] for key in found}
+    shas: dict[tuple[str, ...], set[str]] = defaultdict(set)
+    for key in found:
+        shas[key[:3]].add(key[3])
+    body, failures = [], []
+    for key in sorted(found, key=lambda k: (*k[:5], _version_key(k[5]))):
+        case, engine, provider, sha, machine, version = key
+        e = found[key]
+        label = f"{engine}@{provider}" + (f" t{e['threads']}" if e.get("threads") else "")
+        label += f" on {machine}" if len(machines) > 1 else ""
+        label += f" ({sha[:8]})" if len(shas[key[:3]]) > 1 else ""
+        nodes = "-" if e.get("nodes") is None else f"{e['nodes']:,}"
+        if e.get("function_nodes"):
+            nodes += f" (+{e['function_nodes']:,} in functions)"
+        median, first = e.get("session_seconds_median"), e.get("session_seconds_first")
+        session = _fmt_g(median, 1e3) + ("" if first is None else f" ({_fmt_g(first, 1e3)})")
+        if e.get("error"):
+            failures.append(f"Cold start of {case} {label} on onnxruntime {version}: {e['error']}")
+            if median is None:
+                session = "failed"
+        peak, base = e.get("peak_rss_bytes"), e.get("rss_after_import_bytes")
+        export = e.get("export_seconds")
+        body.append(
+            [
+                case,
+                label,
+                version,
+                _fmt_bytes(e.get("bytes")),
+                nodes,
+                "-" if export is None else (f"{export:.2f}" if export < 10 else f"{export:.0f}"),
+                session,
+                _fmt_g(e.get("first_call_seconds"), 1e3),
+                _fmt_g(peak, 2**-20),
+                "-" if peak is None or base is None else f"+{(peak - base) / 2**20:.3g}",
+            ]
+        )
+    header = ["case", "engine", "onnxruntime", "size", "nodes", "export s"]
+    header += ["session ms, median (first)", "first call ms", "peak RSS MiB", "over import MiB"]
+    lines = ["", "## Cold start", ""]
+    lines += [
+        "Each model loaded in a fresh Python process with the benchmark's session settings: "
+        "session creation (the median of up to 5 after the process's first; the first in "
+        "brackets), the first call on one row, the process's peak resident memory and its "
+        "rise over the memory right after `import onnxruntime`.",
+        "",
+    ]
+    lines += _table(header, body)
+    return lines + (["", *failures] if failures else [])
+
+
 def render_markdown(results: Sequence[ResultFile], title: str = "Harness report") -> str:
     """Speed-up per case and batch size, latency percentiles, parity, skips, environment;
     for plain pytest-benchmark files, a table of their benchmarks.
@@ -295,6 +521,7 @@ def render_markdown(results: Sequence[ResultFile], title: str = "Harness report"
         return "\n".join([*lines, "No benchmark rows in these results.", ""])
     if _rows(ours):
         lines += _harness_sections(ours)
+        lines += _runtime_sections(ours)
     if _rows(plain):
         lines += ["", *_plain_sections(plain)] if _rows(ours) else _plain_sections(plain)
     lines += ["", "## Environment", ""]
@@ -554,6 +781,14 @@ def _ratio(a: float, b: float) -> str:
     return f"{b / a:.2f}" if a else "-"
 
 
+def _side_label(results: Sequence[ResultFile]) -> str:
+    """The runs of one side, each with its onnxruntime release (a runtime upgrade is one of
+    the things compared: ``harness compare`` of two tox runtime envs' results)."""
+    return ", ".join(
+        r.label if r.plain else f"{r.label} (onnxruntime {runtime_of(r)})" for r in results
+    )
+
+
 def compare_markdown(
     a: Sequence[ResultFile], b: Sequence[ResultFile], *, model_change: ModelChange = "refuse"
 ) -> str:
@@ -561,8 +796,7 @@ def compare_markdown(
     is not comparable (and why) and what is on one side only. ``model_change="compare"``
     pairs a user model across a change of its file and lists what changed."""
     matched, only_a, only_b, not_comparable = compare_rows(a, b, model_change=model_change)
-    label_a = ", ".join(r.label for r in a) or "A"
-    label_b = ", ".join(r.label for r in b) or "B"
+    label_a, label_b = _side_label(a) or "A", _side_label(b) or "B"
     lines = ["# Comparison", "", f"- A: {label_a}", f"- B: {label_b}", ""]
     ours = [p for p in matched if not p.key.plain]
     plain = [p for p in matched if p.key.plain]

@@ -157,7 +157,9 @@ def run_parity(
     return code, rows
 
 
-def _bench_args(selection: Selection, json_path: Path, verbose: bool) -> list[str]:
+def _bench_args(
+    selection: Selection, json_path: Path, verbose: bool, cold_start: bool = True
+) -> list[str]:
     return [
         "-p",
         "no:xdist",  # timing runs serially; also when harness run itself runs inside xdist
@@ -172,6 +174,7 @@ def _bench_args(selection: Selection, json_path: Path, verbose: bool) -> list[st
         "--benchmark-sort",
         "name",
         *to_pytest_args(selection),
+        *([] if cold_start else ["--harness-no-cold-start"]),
     ]
 
 
@@ -190,6 +193,9 @@ def _split_by_provider(
             rows and provider == providers[0]  # a scikit-learn-only run (--model x.skops)
         ):
             block = dict(data["harness"], provider=provider)
+            cold = [e for e in block.pop("cold_start", []) if e.get("provider") == provider]
+            if cold:  # each provider's file holds the cold starts of its own models
+                block["cold_start"] = cold
             out[provider] = {**data, "benchmarks": rows, "harness": block}
     return out
 
@@ -259,6 +265,7 @@ def run(
     json_out: Path | None = None,
     parity: bool = True,
     verbose: bool = False,
+    cold_start: bool = True,
 ) -> RunOutcome:
     """Check parity, run the benchmarks for ``selection``, store results, write the reports.
 
@@ -272,7 +279,7 @@ def run(
         outcome.exit_code, outcome.reports
     """
     with _terminate_as_interrupt():
-        return _run(selection, out, results_dir, json_out, parity, verbose)
+        return _run(selection, out, results_dir, json_out, parity, verbose, cold_start)
 
 
 def _run(
@@ -282,6 +289,7 @@ def _run(
     json_out: Path | None,
     parity: bool,
     verbose: bool,
+    cold_start: bool = True,
 ) -> RunOutcome:
     from harness.report import write_reports
     from harness.store import ResultFile, load_result
@@ -309,7 +317,10 @@ def _run(
         json_path = workdir / "bench.json"
         with _outside_xdist():
             code = _pytest(
-                BENCH_SUITE, _bench_args(selection, json_path, verbose), workdir, [collector]
+                BENCH_SUITE,
+                _bench_args(selection, json_path, verbose, cold_start),
+                workdir,
+                [collector],
             )
         if code == int(pytest.ExitCode.INTERRUPTED):
             _keep_interrupted(json_path, selection, results_dir)

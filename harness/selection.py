@@ -34,11 +34,10 @@ class ProfileSpec:
 
 
 _ALL_CORES = os.cpu_count() or 1
+_ONE_AND_ALL = tuple(sorted({1, _ALL_CORES}))  # 1 intra-op thread and all cores
 PROFILES: dict[str, ProfileSpec] = {
-    "quick": ProfileSpec((1, 100, 10_000), (1,), False, False, 0.15, "large"),
-    "full": ProfileSpec(
-        (1, 10, 100, 1_000, 10_000), tuple(sorted({1, _ALL_CORES})), True, True, 0.6, "large"
-    ),
+    "quick": ProfileSpec((1, 100, 10_000), _ONE_AND_ALL, False, False, 0.15, "large"),
+    "full": ProfileSpec((1, 10, 100, 1_000, 10_000), _ONE_AND_ALL, True, True, 0.6, "large"),
 }
 
 

@@ -476,6 +476,10 @@ _EXTRA_OPTIONAL: dict[str, _Check] = {
     "p99_ms": _non_negative,
     "samples_per_s": _non_negative,
     "speedup_vs_sklearn": _positive,
+    "speedup_vs_sklearn_best": _positive,
+    "sklearn_best_threads": _count,
+    "scaling_efficiency": _positive,
+    "n_jobs": _count,
 }
 #: The fields of a harness row's id (see :func:`benchmark_key`): without them rows would pool.
 _EXTRA_REQUIRED: dict[str, _Check] = {
@@ -536,7 +540,36 @@ def _check_harness(block: dict[str, Any]) -> None:
         _check_conformance(_need_object(entry, f"harness.conformance[{i}]"), i)
     if block.get("parity") is not None:
         _check_parity(_need_object(block["parity"], "harness.parity"))
+    for i, entry in enumerate(_need_list(block.get("cold_start", []), "harness.cold_start")):
+        where_i = f"harness.cold_start[{i}]"
+        entry = _need_object(entry, where_i)
+        for key, (check, optional) in _COLD_START.items():
+            _need(entry, key, where_i, check, optional=optional)
 
+
+#: A ``harness.cold_start`` entry (harness.coldstart): field -> (check, optional). Numbers are
+#: null where the measurement failed (``error`` says why).
+_COLD_START: dict[str, tuple[_Check, bool]] = {
+    "case": (_text, False),
+    "engine": (_text, False),
+    "provider": (_text, True),
+    "exporter": (_text, True),
+    "model_sha256": (_text, True),
+    "onnxruntime": (_text, True),
+    "error": (_text, True),
+    "threads": (_count, True),
+    "bytes": (_whole, True),
+    "nodes": (_whole, True),
+    "function_nodes": (_whole, True),
+    "session_creations": (_count, True),
+    "rss_after_import_bytes": (_whole, True),
+    "peak_rss_bytes": (_whole, True),
+    "export_seconds": (_non_negative, True),
+    "import_seconds": (_non_negative, True),
+    "session_seconds_first": (_non_negative, True),
+    "session_seconds_median": (_non_negative, True),
+    "first_call_seconds": (_non_negative, True),
+}
 
 _CONFORMANCE: dict[str, tuple[_Check, bool]] = {  # field: (check, optional)
     "case": (_text, False),

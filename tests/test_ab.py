@@ -70,7 +70,11 @@ def test_run_pairs_refuses_zero_pairs(tmp_path: Path) -> None:
 @pytest.mark.slow
 def test_ab_gate_against_head_is_unchanged_or_inconclusive() -> None:
     report, seconds, (a, b) = ab_gate(
-        "HEAD", Selection(cases=("iforest-100",), batch_sizes=(64,)), rounds=6, pairs=2, cwd=ROOT
+        "HEAD",
+        Selection(cases=("iforest-100",), batch_sizes=(64,), threads=(1,)),
+        rounds=6,
+        pairs=2,
+        cwd=ROOT,
     )
     assert seconds > 0
     assert {r.verdict for r in report.rows} <= {
@@ -122,7 +126,7 @@ def test_ab_unknown_ref_exits_2(
 @pytest.mark.slow
 def test_calibrate_stores_a_recommendation(tmp_path: Path) -> None:
     summary = calibrate(
-        Selection(cases=("iforest-100",), batch_sizes=(64,)),
+        Selection(cases=("iforest-100",), batch_sizes=(64,), threads=(1,)),
         runs=1,
         rounds=4,
         pairs=2,

@@ -71,7 +71,7 @@ def user_repo(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def _user(model: str = "model.onnx") -> Selection:
-    return Selection(batch_sizes=(100,), user_model=UserModel(Path(model)))
+    return Selection(batch_sizes=(100,), threads=(1,), user_model=UserModel(Path(model)))
 
 
 @pytest.mark.slow

@@ -195,3 +195,65 @@ def test_the_typical_answer_is_a_floor_for_answers_near_zero() -> None:
     X = np.array([[1e-3, 0.0], [5.0, 5.0]], dtype=np.float32)
     bound = derive_bound(mean_abs, X, typical=2.0)
     assert bound.magnitude.tolist() == pytest.approx([2.0, 5.0])
+
+
+def test_conditioning_widens_the_noise_and_is_described() -> None:
+    X = np.random.default_rng(1).normal(size=(20, 3)).astype(np.float32)
+    plain, widened = derive_bound(mean_abs, X), derive_bound(mean_abs, X, condition=30.0)
+    assert np.allclose(
+        widened.noise - widened.sensitivity, 30.0 * (plain.noise - plain.sensitivity)
+    )
+    assert "x conditioning 30" in widened.describe(0)
+    assert "conditioning" not in plain.describe(0)
+    with pytest.raises(ValueError, match="condition must be >= 1"):
+        derive_bound(mean_abs, X, condition=0.5)
+
+
+def test_float32_twin_casts_fitted_arrays_of_nested_estimators_only() -> None:
+    from sklearn.mixture import GaussianMixture
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    from engines.tolerance import float32_twin
+
+    X = np.random.default_rng(2).normal(size=(80, 3))
+    pipe = make_pipeline(StandardScaler(), GaussianMixture(2, random_state=0)).fit(X)
+    twin = float32_twin(pipe)
+    assert twin is not None
+    assert twin[-1].means_.dtype == np.float32
+    assert twin[0].scale_.dtype == np.float32
+    assert pipe[-1].means_.dtype == np.float64  # the original is untouched
+    assert float32_twin(GaussianMixture(2).fit(X.astype(np.float32))) is None  # nothing to cast
+
+
+def test_the_reference_float32_noise_sets_the_conditioning() -> None:
+    """A mixture fitted on float32 data scores float32 rows in float32 (its log-likelihood
+    terms cancel): the bound grows by what that costs on the base rows, so a correct float32
+    graph passes, while a tree ensemble, which compares and does not compute, keeps 1."""
+    from sklearn.ensemble import IsolationForest
+    from sklearn.mixture import GaussianMixture
+
+    from engines import SklearnEngine
+    from harness.parity import ParityTarget
+
+    rng = np.random.default_rng(3)
+    X = (rng.integers(0, 17, size=(300, 16)) * rng.uniform(0.5, 1, size=16)).astype(np.float32)
+    mixture = GaussianMixture(3, covariance_type="diag", random_state=0).fit(X)
+    reference = SklearnEngine(mixture, collect_metrics=False)
+    target = ParityTarget(reference=reference, candidate=reference, base_rows=X[:100])
+    condition = target.conditioning("score_samples")
+    rows32 = X[:100]
+    own = np.abs(mixture.score_samples(rows32) - mixture.score_samples(rows32.astype(np.float64)))
+    scale = EPS32 * np.maximum(
+        np.abs(mixture.score_samples(rows32.astype(np.float64))),
+        target.typical("score_samples"),
+    )
+    assert condition == pytest.approx(max(1.0, float((own / scale).max())))
+    assert condition > 1
+    forest = IsolationForest(n_estimators=10, random_state=0).fit(X)
+    trees = ParityTarget(
+        reference=SklearnEngine(forest, collect_metrics=False),
+        candidate=reference,
+        base_rows=X[:100],
+    )
+    assert trees.conditioning("score_samples") == 1.0

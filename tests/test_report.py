@@ -138,3 +138,46 @@ def test_reports_show_the_latest_run_per_machine_and_provider(tmp_path: Path) ->
     assert "1 older run(s) not shown" in md
     # one speed-up row and two latency rows (batch 1, 100) from the latest run only
     assert md.count("| iforest-100 | onnx-native@cpu t1 |") == 3
+
+
+def _release(version: str, scale: float, sha: str) -> ResultFile:
+    payload = result_payload(sample_rows(scale))
+    payload["harness"]["versions"]["onnxruntime"] = version
+    for row in payload["benchmarks"]:
+        if row["extra_info"]["engine"] != "sklearn":
+            row["extra_info"]["model_sha256"] = sha
+    return ResultFile(Path(f"ort-{version}.json"), payload)
+
+
+def test_a_runtime_matrix_shows_one_run_per_release_side_by_side() -> None:
+    """tox -m runtimes writes one run per onnxruntime release into one store: the report keeps
+    each release's run and tables the ONNX medians per release, newest against oldest."""
+    results = [
+        _release("1.22.1", 1.0, "b" * 64),
+        _release("1.20.0", 2.0, "a" * 64),
+        _release("1.32.0", 1.0, "b" * 64),
+    ]
+    md = render_markdown(results)
+    assert "older run(s) not shown" not in md
+    assert "## Across onnxruntime releases (test-cpu-2c)" in md
+    header = next(line for line in md.splitlines() if line.startswith("| case | engine | provider"))
+    assert header.endswith("| 1.20.0 | 1.22.1 | 1.32.0 | 1.32.0 / 1.20.0 |")
+    row = next(
+        line
+        for line in md.splitlines()
+        if line.startswith("| iforest-100 | onnx-native | cpu | 100 | 1 |")
+    )
+    cells = [c.strip() for c in row.strip("|").split("|")]
+    assert cells[5].endswith("†")  # 1.20.0 ran another export form
+    assert not cells[7].endswith("†")
+    assert 0.4 < float(cells[8]) < 0.6  # twice as fast on the newest release
+    # the speed-up rows name their release, and no sklearn row enters the release table
+    assert "onnx-native@cpu t1 ort 1.20.0" in md
+    assert "| iforest-100 | sklearn | -" not in md
+
+
+def test_one_release_has_no_release_table_and_compare_names_the_releases() -> None:
+    assert "Across onnxruntime releases" not in render_markdown(_results())
+    table = compare_markdown([_release("1.20.0", 2.0, "a")], [_release("1.32.0", 1.0, "b")])
+    assert "(onnxruntime 1.20.0)" in table
+    assert "(onnxruntime 1.32.0)" in table

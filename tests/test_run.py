@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import numpy as np
@@ -20,7 +21,7 @@ from tests._results import bench_row
 def test_points_cover_the_selection() -> None:
     points = build_points(Selection(profile="quick", cases=("iforest-100", "autoencoder")))
     assert {p.batch_size for p in points} == {1, 100, 10_000}
-    assert {p.threads for p in points} == {1}
+    assert {p.threads for p in points} == {1, os.cpu_count() or 1}  # 1 thread and all cores
     engines = {(p.case, p.engine) for p in points}
     assert engines == {
         ("iforest-100", "sklearn"),
@@ -70,6 +71,8 @@ def test_harness_run_on_a_small_selection(
             "iforest-100,gmm-full",
             "--batch-sizes",
             "1,64",
+            "--threads",
+            "1",
             "--no-parity",
             "--providers",
             "cpu,cuda",

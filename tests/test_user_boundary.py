@@ -236,7 +236,7 @@ def test_user_model_identity_and_width(pair: dict[str, Path]) -> None:
     from harness.usermodel import UserModelError, load_user_model
 
     user = UserModel(pair["onnx"], pair["skops"], pair["rows"])
-    selection = Selection(batch_sizes=(1,), user_model=user)
+    selection = Selection(batch_sizes=(1,), threads=(1,), user_model=user)
     points = build_points(selection)
     assert {p.id for p in points} == {"forest[onnx-user-cpu]-b1-t1", "forest[sklearn]-b1-t1"}
     infos = {p.engine: prepare(p, selection, pair["onnx"].parent).info for p in points}
@@ -259,7 +259,8 @@ def test_a_skops_model_is_a_scikit_learn_run(pair: dict[str, Path]) -> None:
     from harness.bench import build_points
     from harness.selection import Selection
 
-    points = build_points(Selection(batch_sizes=(1,), user_model=UserModel(pair["skops"])))
+    selection = Selection(batch_sizes=(1,), threads=(1,), user_model=UserModel(pair["skops"]))
+    points = build_points(selection)
     assert [(p.case, p.engine, p.provider) for p in points] == [("forest", "sklearn", "-")]
 
 
