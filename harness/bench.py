@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from engines import EngineConfig, OnnxEngine, SklearnEngine, probe_providers
+from engines import EngineConfig, OnnxEngine, SklearnEngine, Tolerance, probe_providers
 from harness.selection import PROFILES, ProfileSpec, Selection, UserModel, split_list
 from harness.zoo import ModelCase, cases, exported, fitted
 
@@ -193,9 +193,14 @@ def prepare(point: BenchPoint, selection: Selection, workdir: Path) -> Runner:
     report = exported(point.case, exporter)
     model_bytes = report.model.SerializeToString()
     parity = report.validation
+    bounds = _export_bounds(case, model, report.exporter)
     extra: dict[str, Any] = {
         "parity": "pass" if parity is None or parity.passed else "fail",
         "parity_max_abs_err": None if parity is None else parity.max_abs_err,
+        "parity_max_rel_err": None if parity is None else parity.max_rel_err,
+        "parity_rtol": bounds.rtol,  # the bound |err| <= atol + rtol * |reference| it was held to
+        "parity_atol": bounds.atol,
+        "parity_label_min": bounds.label_agreement,
         "parity_label_agreement": None if parity is None else parity.label_agreement,
         "model_sha256": report.sha256,
         "export_seconds": report.seconds,
@@ -272,6 +277,16 @@ def _with_n_jobs(model: Any, n_jobs: int) -> tuple[Any, bool]:
     for attr, part in inner.items():
         setattr(clone, attr, part)
     return clone, True
+
+
+def _export_bounds(case: ModelCase, model: Any, exporter: str) -> Tolerance:
+    """The tolerance ``export`` validated the case's export with (as ``export`` chooses it)."""
+    from sklearn.pipeline import Pipeline
+
+    from engines.export import default_tolerance
+
+    final = model.steps[-1][1] if isinstance(model, Pipeline) else model
+    return case.tolerance(exporter) or default_tolerance(final, exporter)
 
 
 def _timed_method(engine: Any) -> str:

@@ -36,7 +36,10 @@ from harness.options import (
     selection_from_options,
 )
 
-__all__ = ["EXIT_CODES", "build_parser", "main"]
+__all__ = ["DEPRECATED_OPTIONS", "EXAMPLES", "EXIT_CODES", "build_parser", "main"]
+
+#: ``check --examples``: Hypothesis settings profiles (harness.parity), how many examples.
+EXAMPLES = ("dev", "ci", "nightly")
 
 EXIT_CODES = {
     "pass": 0,
@@ -48,6 +51,65 @@ EXIT_CODES = {
 }
 
 
+#: Deprecated option names: old -> (new, the release that removes the old one).
+DEPRECATED_OPTIONS = {"check --profile": ("--examples", "0.3")}
+
+_VERBOSE_HELP = (
+    "print tracebacks of harness faults; in run, also pytest's own progress and "
+    "pytest-benchmark's tables"
+)
+
+
+class _HelpFormatter(argparse.HelpFormatter):
+    """Every option that takes a value shows its default: '(default: X)' is added where the
+    help text does not say it already. Flags are off unless given."""
+
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        text = action.help or ""
+        if (
+            "default" in text
+            or not action.option_strings  # a positional: given, or said in its help
+            or action.nargs == 0  # a flag
+            or action.required
+            or action.default is argparse.SUPPRESS
+        ):
+            return text
+        return f"{text} (default: %(default)s)"
+
+
+class _DeprecatedAlias(argparse.Action):
+    """An option's former name: still works, with a one-line note on stderr."""
+
+    def __init__(
+        self, option_strings: Sequence[str], dest: str, *, note: str, **kwargs: Any
+    ) -> None:
+        super().__init__(option_strings, dest, **kwargs)
+        self.note = note
+
+    def __call__(
+        self,
+        parser: argparse.ArgumentParser,
+        namespace: argparse.Namespace,
+        values: Any,
+        option_string: str | None = None,
+    ) -> None:
+        print(self.note, file=sys.stderr)
+        setattr(namespace, self.dest, values)
+
+
+def _deprecated(command: str, old: str) -> dict[str, Any]:
+    """add_argument keywords of a deprecated name of an option (see DEPRECATED_OPTIONS)."""
+    new, removed_in = DEPRECATED_OPTIONS[f"{command} {old}"]
+    return {
+        "action": _DeprecatedAlias,
+        "dest": new.lstrip("-").replace("-", "_"),
+        "default": argparse.SUPPRESS,  # the new name's default stands
+        "note": f"harness {command}: {old} is deprecated and goes in {removed_in}; use {new} "
+        "(the same values)",
+        "help": f"deprecated name of {new}, removed in {removed_in} (same values and default)",
+    }
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser with every subcommand."""
     parser = argparse.ArgumentParser(
@@ -55,79 +117,88 @@ def build_parser() -> argparse.ArgumentParser:
         description="Conformance and performance harness for anomaly detectors exported to ONNX.",
         epilog="exit codes: 0 pass, 1 discrepancy or regression, 2 usage or input error, "
         "3 inconclusive (--strict), 4 fault of the harness itself, 130 interrupted",
+        formatter_class=_HelpFormatter,
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
-    parser.add_argument(
-        "--verbose",
-        action="store_true",
-        help="print tracebacks of harness faults and pytest-benchmark's tables",
+    parser.add_argument("--verbose", action="store_true", help=_VERBOSE_HELP)
+    sub = parser.add_subparsers(
+        dest="command", metavar="COMMAND", help="what to do; `harness COMMAND --help` says more"
     )
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument(
-        "--verbose",
-        action="store_true",
-        default=argparse.SUPPRESS,
-        help="print tracebacks of harness faults and pytest-benchmark's tables",
+        "--verbose", action="store_true", default=argparse.SUPPRESS, help=_VERBOSE_HELP
     )
-    providers = sub.add_parser(
+
+    def command(name: str, **kwargs: Any) -> argparse.ArgumentParser:
+        return sub.add_parser(name, parents=[common], formatter_class=_HelpFormatter, **kwargs)
+
+    providers = command(
         "providers",
-        parents=[common],
         help="list installed execution providers and which really run on this machine",
         description="Create a tiny session on each provider and report whether it really runs.",
     )
     providers.add_argument("--json", action="store_true", help="print JSON instead of a table")
     providers.set_defaults(handler=_cmd_providers)
 
-    run = sub.add_parser(
+    run = command(
         "run",
-        parents=[common],
         help="the main job: benchmark the zoo (or your model), store results, write reports",
         description="Run the benchmark suites for a profile, store the results under "
         "results/<machine>/<provider>/ and write report.md and report.html.",
     )
     add_selection_options(run.add_argument)
-    run.add_argument("--out", type=Path, default=Path("out"), help="report folder (default: out)")
+    run.add_argument("--out", type=Path, default=Path("out"), help="report folder")
     run.add_argument(
-        "--results", type=Path, default=Path("results"), help="results store (default: results)"
+        "--results",
+        type=Path,
+        default=Path("results"),
+        help="results store, one folder per machine and provider",
     )
     run.add_argument("--no-store", action="store_true", help="write reports only, store nothing")
     run.add_argument(
         "--no-parity", action="store_true", help="benchmarks only, skip the parity suite"
     )
     add_cold_start_option(run.add_argument)
-    run.add_argument("--json", type=Path, default=None, help="also write the whole run's JSON here")
+    run.add_argument(
+        "--json",
+        type=Path,
+        default=None,
+        help="also write the whole run's JSON here (default: not written)",
+    )
     run.set_defaults(handler=_cmd_run)
 
-    report = sub.add_parser(
+    report = command(
         "report",
-        parents=[common],
         help="regenerate report.md and report.html from stored results",
         description="Build the reports from result files or folders (searched recursively); "
         "unreadable files are reported and skipped, interrupted runs left out.",
     )
     report.add_argument("paths", nargs="+", type=Path, help="result files or folders")
-    report.add_argument(
-        "--out", type=Path, default=Path("out"), help="report folder (default: out)"
-    )
-    report.add_argument("--title", default="Harness report")
+    report.add_argument("--out", type=Path, default=Path("out"), help="report folder")
+    report.add_argument("--title", default="Harness report", help="the reports' title")
     _add_include_interrupted(report)
     report.set_defaults(handler=_cmd_report)
 
-    compare = sub.add_parser(
+    compare = command(
         "compare",
-        parents=[common],
         help="put two runs side by side (B / A per benchmark), across machines and providers too",
+        description="Print a markdown table of each benchmark's median in A and in B and their "
+        "ratio B / A; A and B may come from different machines and providers. Unreadable "
+        "files are reported and skipped, interrupted runs left out.",
     )
     compare.add_argument("a", type=Path, help="result file or folder A (the reference)")
     compare.add_argument("b", type=Path, help="result file or folder B")
-    compare.add_argument("--out", type=Path, default=None, help="also write the table here")
+    compare.add_argument(
+        "--out",
+        type=Path,
+        default=None,
+        help="also write the table to this file (default: printed only)",
+    )
     _add_include_interrupted(compare)
     compare.set_defaults(handler=_cmd_compare)
 
-    gate = sub.add_parser(
+    gate = command(
         "gate",
-        parents=[common],
         help="fail CI on statistically real regressions (exit 0 ok, 1 regression, 2 input error)",
         description="Compare CANDIDATE against BASELINE (result files or folders, raw samples "
         "pooled per benchmark) or, with --ab REF, benchmark REF and the working tree in "
@@ -136,13 +207,17 @@ def build_parser() -> argparse.ArgumentParser:
     )
     gate.add_argument("baseline", nargs="?", type=Path, help="baseline result file or folder")
     gate.add_argument("candidate", nargs="?", type=Path, help="candidate result file or folder")
-    gate.add_argument("--ab", metavar="REF", help="benchmark git REF and the working tree now")
+    gate.add_argument(
+        "--ab",
+        metavar="REF",
+        help="benchmark git REF and the working tree now (default: none, gate stored results)",
+    )
     gate.add_argument(
         "--ab-prepare",
         metavar="CMD",
         default=None,
         help="with --ab: a shell command run in REF's worktree and in the working tree before "
-        "timing, e.g. the export script that writes the --model file",
+        "timing, e.g. the export script that writes the --model file (default: none)",
     )
     gate.add_argument(
         "--model-change",
@@ -152,54 +227,74 @@ def build_parser() -> argparse.ArgumentParser:
         "lists it as not comparable, compare gates it marked 'model changed' (default: refuse "
         "for stored results, compare for --ab, whose point is a changed model)",
     )
-    gate.add_argument(
-        "--rounds", type=int, default=100, help="ABBA rounds in all for --ab (default 100)"
-    )
+    gate.add_argument("--rounds", type=int, default=100, help="ABBA rounds in all for --ab")
     gate.add_argument(
         "--pairs",
         type=int,
         default=10,
-        help="fresh worker pairs the --ab rounds are spread over (default 10): each process "
-        "has a speed bias of its own, which averages out over pairs",
+        help="fresh worker pairs the --ab rounds are spread over: each process has a speed "
+        "bias of its own, which averages out over pairs",
     )
-    gate.add_argument("--threshold", type=_percent, default=0.05, help="e.g. 5%% (default)")
-    gate.add_argument("--alpha", type=float, default=0.01, help="significance after Holm")
+    gate.add_argument(
+        "--threshold",
+        type=_percent,
+        default=0.05,
+        help="smallest slowdown that counts as a regression, as 5%% or 0.05 (default: 5%%)",
+    )
+    gate.add_argument(
+        "--alpha", type=float, default=0.01, help="significance level, Holm-corrected"
+    )
     gate.add_argument(
         "--metric",
         choices=["median", "p90", "p99", "speedup"],
         default="median",
-        help="speedup: the in-run speed-up against scikit-learn (drift-robust)",
+        help="what is compared; speedup: the in-run speed-up against scikit-learn (drift-robust)",
     )
     gate.add_argument("--strict", action="store_true", help="inconclusive benchmarks exit 3")
-    gate.add_argument("--json", type=Path, default=None, help="also write the verdicts as JSON")
-    gate.add_argument("--markdown", type=Path, default=None, help="also write the table here")
+    gate.add_argument(
+        "--json",
+        type=Path,
+        default=None,
+        help="also write the verdicts as JSON to this file (default: not written)",
+    )
+    gate.add_argument(
+        "--markdown",
+        type=Path,
+        default=None,
+        help="also write the table to this file (default: printed only)",
+    )
     _add_include_interrupted(gate)
     add_selection_options(gate.add_argument)
     gate.set_defaults(handler=_cmd_gate)
 
-    calibrate = sub.add_parser(
+    calibrate = command(
         "calibrate",
-        parents=[common],
         help="A/A runs: measure this machine's noise floor and recommend a gate threshold",
+        description="Benchmark the working tree against itself, interleaved exactly like gate "
+        "--ab, --runs times: every change measured is noise. Print each benchmark's typical "
+        "and worst A/A change and the recommended gate --threshold (the smallest at which no "
+        "A/A comparison is called regressed or improved, plus a margin); store them in "
+        "calibration.json.",
     )
-    calibrate.add_argument("--runs", type=int, default=3, help="A/A runs (default 3)")
+    calibrate.add_argument("--runs", type=int, default=3, help="A/A runs")
     calibrate.add_argument("--rounds", type=int, default=100, help="ABBA rounds per run")
     calibrate.add_argument(
         "--pairs", type=int, default=10, help="fresh worker pairs per run, as in gate --ab"
     )
-    calibrate.add_argument("--alpha", type=float, default=0.01)
+    calibrate.add_argument(
+        "--alpha", type=float, default=0.01, help="significance level, as in gate"
+    )
     calibrate.add_argument(
         "--results",
         type=Path,
         default=Path("results"),
-        help="store calibration.json under results/<machine>/",
+        help="store calibration.json under RESULTS/<machine>/",
     )
     add_selection_options(calibrate.add_argument)
     calibrate.set_defaults(handler=_cmd_calibrate)
 
-    check = sub.add_parser(
+    check = command(
         "check",
-        parents=[common],
         help="parity of your ONNX model against its reference (exit 1 on a discrepancy)",
         description="Run every applicable parity check with Hypothesis on a model pair and print "
         "the check, the measured error, the bound (and how it was derived) and the minimal "
@@ -221,23 +316,26 @@ def build_parser() -> argparse.ArgumentParser:
         "(default: rows generated from the reference)",
     )
     check.add_argument(
-        "--profile",
-        choices=["dev", "ci", "nightly"],
+        "--examples",
+        choices=EXAMPLES,
         default=None,
-        help="Hypothesis effort: dev 25, ci 40 (derandomized), nightly 500 examples per check "
+        help="Hypothesis examples per check: dev 25, ci 40 (derandomized), nightly 500 "
         "(default: $HYPOTHESIS_PROFILE, else ci)",
     )
+    check.add_argument("--profile", choices=EXAMPLES, **_deprecated("check", "--profile"))
     check.add_argument(
         "--rtol",
         type=float,
         default=None,
-        help="fixed relative score tolerance instead of the bound derived from the pair",
+        help="fixed relative score tolerance instead of the bound derived from the pair "
+        "(default: the derived bound)",
     )
     check.add_argument(
         "--atol",
         type=float,
         default=None,
-        help="fixed absolute score tolerance instead of the bound derived from the pair",
+        help="fixed absolute score tolerance instead of the bound derived from the pair "
+        "(default: the derived bound)",
     )
     check.add_argument(
         "--known-gap",
@@ -245,7 +343,7 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         metavar="CHECK=REASON",
         help="a check expected to fail, with the reason (repeatable; strict: exit 1 once it "
-        "passes)",
+        "passes) (default: none, plus [tool.harness] known-gaps)",
     )
     check.add_argument(
         "--input-bound",
@@ -260,20 +358,29 @@ def build_parser() -> argparse.ArgumentParser:
         action="append",
         default=None,
         metavar="TYPE",
-        help="trust this type in the .skops reference (repeatable)",
+        help="trust this type in the .skops reference (repeatable) (default: none beyond "
+        "skops' and the harness's trusted types, plus [tool.harness] trusted)",
     )
     check.add_argument(
         "--trust-pickle",
         action="store_true",
         help="load a .pkl/.joblib reference (pickle runs code: only files you made)",
     )
-    check.add_argument("--json", type=Path, default=None, help="also write the outcomes as JSON")
+    check.add_argument(
+        "--json",
+        type=Path,
+        default=None,
+        help="also write the outcomes as JSON to this file (default: not written)",
+    )
     check.set_defaults(handler=_cmd_check)
 
-    history = sub.add_parser(
+    history = command(
         "history",
-        parents=[common],
         help="each benchmark across stored runs: table, plot, level changes and slow creep",
+        description="Follow each benchmark through the stored runs (in run order) per machine "
+        "and provider and write history.md and history.html: its medians, a plot, level "
+        "changes (steps beyond 3 noise sigmas) and slow creep (a significant monotone trend "
+        "whose total drift exceeds --threshold).",
     )
     history.add_argument("paths", nargs="+", type=Path, help="result folders or files")
     history.add_argument(
@@ -283,7 +390,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--threshold",
         type=_percent,
         default=0.05,
-        help="smallest total drift reported as creep (default 5%%)",
+        help="smallest total drift reported as creep, as 5%% or 0.05 (default: 5%%)",
     )
     _add_include_interrupted(history)
     history.set_defaults(handler=_cmd_history)
@@ -500,7 +607,7 @@ def _cmd_check(args: argparse.Namespace) -> int:
             args.model,
             args.reference,
             data=args.data,
-            profile=args.profile,
+            profile=args.examples,
             rtol=args.rtol,
             atol=args.atol,
             known_gaps=gaps,

@@ -267,13 +267,17 @@ def measure_all(
     *,
     timeout: float = TIMEOUT_SECONDS,
 ) -> tuple[list[dict[str, Any]], bool]:
-    """Measure each target once, saying one line each; (entries, whether interrupted).
+    """Measure each target once, saying one line each with the time left; (entries, whether
+    interrupted).
 
     Ctrl-C (or SIGTERM turned into KeyboardInterrupt) stops the loop: the entries measured
     so far are returned with ``True``, the caller decides what an interrupted run keeps.
     """
+    from harness.console import format_left
+
     todo = list(targets)
     entries: list[dict[str, Any]] = []
+    start = time.monotonic()
     for i, target in enumerate(todo, 1):
         where = f"{target.case} {target.engine} {target.provider} t{target.threads}"
         try:
@@ -282,7 +286,9 @@ def measure_all(
             say(f"harness: cold start interrupted at {i}/{len(todo)} {where}")
             return entries, True
         entries.append(entry)
-        say(f"harness: cold start {i}/{len(todo)} {where}: {describe(entry)}")
+        left = (time.monotonic() - start) / i * (len(todo) - i)
+        eta = f", {format_left(left)}" if i < len(todo) else ""
+        say(f"harness: cold start {i}/{len(todo)} {where}: {describe(entry)}{eta}")
     return entries, False
 
 

@@ -67,19 +67,27 @@ def add_selection_options(add: Any, prefix: str = "") -> None:
     add(
         f"--{prefix}model",
         default=None,
-        help="your own model instead of the zoo: .onnx (or .skops for a scikit-learn run)",
+        help="your own model instead of the zoo: .onnx (or .skops for a scikit-learn run) "
+        "(default: none, the zoo)",
     )
     add(
         f"--{prefix}reference",
         default=None,
-        help="the model --model was exported from (.skops; .pkl/.joblib with --trust-pickle)",
+        help="the model --model was exported from (.skops; .pkl/.joblib with --trust-pickle) "
+        "(default: none: --model is timed alone, its parity not checked)",
     )
-    add(f"--{prefix}data", default=None, help="rows to score: .npy, .csv or .parquet")
+    add(
+        f"--{prefix}data",
+        default=None,
+        help="rows to score: .npy, .csv or .parquet (default: standard normal rows of the "
+        "model's input width)",
+    )
     add(
         f"--{prefix}n-features",
         type=int,
         default=None,
-        help="--model input width when there is no --data and the model does not say",
+        help="--model input width when there is no --data and the model does not say "
+        "(default: the model's or the data's)",
     )
     add(
         f"--{prefix}name",
@@ -91,7 +99,8 @@ def add_selection_options(add: Any, prefix: str = "") -> None:
         action="append",
         default=None,
         metavar="TYPE",
-        help="trust this type in a .skops reference (repeatable); see the refusal message",
+        help="trust this type in a .skops reference (repeatable); see the refusal message "
+        "(default: none beyond skops' and the harness's trusted types)",
     )
     add(
         f"--{prefix}trust-pickle",
@@ -105,7 +114,7 @@ def add_selection_options(add: Any, prefix: str = "") -> None:
         default=None,
         metavar="CHECK=REASON",
         help="a parity check expected to fail, with the reason (repeatable; strict: it "
-        "fails the run when it passes)",
+        "fails the run when it passes) (default: none, plus [tool.harness] known-gaps)",
     )
     add(
         f"--{prefix}input-bound",

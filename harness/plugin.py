@@ -54,6 +54,18 @@ class HarnessSession:
         self._cold_start: dict[tuple[str, str], ColdStartTarget] = {}
         self._cold_start_entries: list[dict[str, Any]] | None = None
         self.cold_start_interrupted = False
+        #: Where the session's own lines go (the cold start, storage): ``harness run`` sets
+        #: its console; by default pytest's terminal, or stdout where pytest has none.
+        self.say: Callable[[str], None] | None = None
+
+    def sayer(self) -> Callable[[str], None]:
+        """``say``, or pytest's terminal reporter, or plain stdout."""
+        if self.say is not None:
+            return self.say
+        reporter = self._config.pluginmanager.get_plugin("terminalreporter")
+        if reporter is not None:
+            return reporter.write_line  # type: ignore[no-any-return]
+        return lambda line: print(line, flush=True)
 
     @property
     def selection(self) -> Selection:
@@ -198,12 +210,7 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     if harness.cold_start_interrupted:  # Ctrl-C during the cold start: the run was cut short
         session.exitstatus = exitstatus = pytest.ExitCode.INTERRUPTED
     interrupted = exitstatus == pytest.ExitCode.INTERRUPTED
-    reporter = session.config.pluginmanager.get_plugin("terminalreporter")
-
-    def say(line: str) -> None:
-        if reporter is not None:
-            reporter.write_line(line)
-
+    say = harness.sayer()
     target = session.config.getoption("harness_conformance", None)
     if target:
         _write_conformance(harness, Path(target), interrupted)
@@ -275,10 +282,7 @@ def pytest_benchmark_update_json(
         "git": session.git,
         "profile": session.selection.profile,
     }
-    reporter = config.pluginmanager.get_plugin("terminalreporter")
-    cold_start = session.cold_start(
-        reporter.write_line if reporter is not None else lambda line: None
-    )
+    cold_start = session.cold_start(session.sayer())
     if cold_start:
         output_json["harness"]["cold_start"] = cold_start
     if session.cold_start_interrupted:

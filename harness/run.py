@@ -3,6 +3,12 @@
 The suites ship inside the installed package (``harness.suites``) and run in a pytest session
 of their own, isolated from the configuration of whatever folder the user runs in.
 
+Console: each long phase (parity suite, benchmarks, cold start) says its progress, the case
+being worked on and an estimate of the time left (``harness.console``; plain lines where
+stdout is not a terminal), and the run closes with where the results and reports are and
+the verdict counts. pytest's own progress and pytest-benchmark's tables show with
+``verbose`` only.
+
 Faults: output locations are proved writable before any work; a store that fails after the
 work (a full disk) leaves the measurements in a temporary file, named in the message. Ctrl-C
 or SIGTERM (turned into the same KeyboardInterrupt while a run is active) stops the run, its
@@ -19,7 +25,8 @@ import signal
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections import Counter
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +34,9 @@ import pytest
 
 from harness._signals import on_sigterm
 from harness.bench import build_points
+from harness.console import Progress, PytestProgress, format_seconds, live_terminal
 from harness.options import to_pytest_args
+from harness.plugin import SESSION_KEY
 from harness.selection import Selection
 
 __all__ = ["RunError", "RunOutcome", "run"]
@@ -43,12 +52,19 @@ class RunError(Exception):
 
 
 class _Collector:
-    """pytest plugin object: counts outcomes and keeps skip reasons."""
+    """pytest plugin object: counts outcomes and keeps skip reasons; the harness session's
+    own lines (the cold start) go to ``say``."""
 
-    def __init__(self) -> None:
+    def __init__(self, say: Callable[[str], None] | None = None) -> None:
         self.skipped: list[dict[str, str]] = []
         self.failed: list[str] = []
         self.passed = 0
+        self.say = say
+
+    def pytest_sessionstart(self, session: pytest.Session) -> None:
+        harness = session.config.stash.get(SESSION_KEY, None)
+        if harness is not None and self.say is not None:
+            harness.say = self.say
 
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
         test_id = report.nodeid.split("[", 1)[-1].rstrip("]")
@@ -90,6 +106,18 @@ def _outside_xdist() -> Iterator[None]:
         os.environ.update(saved)
 
 
+@contextlib.contextmanager
+def _phase(progress: PytestProgress, waiting: str) -> Iterator[None]:
+    """A phase's progress from start to close; its closing line unless an exception stops
+    it (a session pytest itself stopped on Ctrl-C closes with 'interrupted after ...')."""
+    progress.progress.open(waiting)
+    try:
+        yield
+        progress.progress.finish(progress.summary())
+    finally:
+        progress.progress.close()
+
+
 def _suites_root() -> Path:
     import harness.suites
 
@@ -109,9 +137,14 @@ def _terminate_as_interrupt() -> Iterator[None]:
         yield
 
 
-def _pytest(suite: str, args: list[str], workdir: Path, plugins: list[Any]) -> int:
+def _pytest(
+    suite: str, args: list[str], workdir: Path, plugins: Sequence[Any], verbose: bool = False
+) -> int:
     """Run an installed suite in a pytest session isolated from the caller's configuration;
-    ``pytest.ExitCode.INTERRUPTED`` when it was interrupted (the caller decides what to keep)."""
+    ``pytest.ExitCode.INTERRUPTED`` when it was interrupted (the caller decides what to keep).
+
+    pytest's own output (progress, tracebacks, summary) with ``verbose`` only: otherwise its
+    terminal reporter is not loaded and the ``plugins`` say what matters."""
     ini = workdir / "pytest.ini"
     ini.write_text(_INI)
     base = [
@@ -123,28 +156,36 @@ def _pytest(suite: str, args: list[str], workdir: Path, plugins: list[Any]) -> i
         str(_suites_root()),  # readable ids: bench/test_inference.py::...
         "-p",
         "no:cacheprovider",
-        "--no-header",
+        *(["-v", "--no-header"] if verbose else ["-p", "no:terminal"]),
         # this process already imported the harness plugin: pytest cannot rewrite it again
         "-W",
         "ignore::pytest.PytestAssertRewriteWarning",
     ]
-    return int(pytest.main(base + args, plugins=plugins))
+    return int(pytest.main(base + args, plugins=list(plugins)))
 
 
 def run_parity(
-    out: Path, selection: Selection, workdir: Path, profile: str = "ci"
+    out: Path,
+    selection: Selection,
+    workdir: Path,
+    profile: str = "ci",
+    *,
+    verbose: bool = False,
+    plugins: Sequence[Any] = (),
 ) -> tuple[int, list[dict[str, Any]]]:
-    """The zoo parity suite (Hypothesis profile ``profile``, two workers); its conformance."""
+    """The zoo parity suite (Hypothesis profile ``profile``, two workers); its conformance.
+
+    ``plugins`` see the session's hooks (``harness.console.PytestProgress`` says progress)."""
     target = out / "conformance"
     for stale in (target.with_suffix(".json"), target.with_suffix(".md")):
         stale.unlink(missing_ok=True)  # an earlier run's verdict must not pass for this one's
     saved = os.environ.get("HYPOTHESIS_PROFILE")
     os.environ["HYPOTHESIS_PROFILE"] = profile  # read by the xdist workers too
     try:
-        args = ["-q", "-n", "2", "--harness-conformance", str(target)]
+        args = ["-n", "2", "--harness-conformance", str(target)]
         if selection.cases:
             args += ["--harness-cases", ",".join(selection.cases)]
-        code = _pytest(PARITY_SUITE, args, workdir, [])
+        code = _pytest(PARITY_SUITE, args, workdir, plugins, verbose)
         if code == int(pytest.ExitCode.INTERRUPTED):
             raise KeyboardInterrupt  # pytest caught Ctrl-C; it is not the run's to swallow
     finally:
@@ -163,7 +204,8 @@ def _bench_args(
     return [
         "-p",
         "no:xdist",  # timing runs serially; also when harness run itself runs inside xdist
-        "-v" if verbose else "-q",
+        # pytest-benchmark's tables (the report holds the same numbers) with verbose only
+        *([] if verbose else ["--benchmark-quiet"]),
         "-W",
         "ignore::pytest_benchmark.logger.PytestBenchmarkWarning",
         "--benchmark-enable",
@@ -303,24 +345,51 @@ def _run(
         f"{list(selection.effective_threads)}, providers {list(selection.providers)})",
         flush=True,
     )
-    collector = _Collector()
+    live = not verbose and live_terminal(sys.stdout)  # pytest writes there too with verbose
+    bench = PytestProgress(
+        Progress("benchmarks", live=live, statuses=not verbose), say_failures=not verbose
+    )
+    collector = _Collector(say=lambda line: bench.progress.note(f"  {line}"))
     start = time.perf_counter()
     parity_code, conformance = 0, list[dict[str, Any]]()
+    parity_summary = "not run (--no-parity)"
     user_parity = None
     with tempfile.TemporaryDirectory(prefix="harness-run-") as tmp:
         workdir = Path(tmp)
         if parity and selection.user_model is None:
-            print("harness run: parity suite (Hypothesis ci profile)", flush=True)
-            parity_code, conformance = run_parity(out, selection, workdir)
-        elif parity:
+            print("harness run: parity suite (Hypothesis ci profile, 2 workers)", flush=True)
+            checks = PytestProgress(
+                Progress("parity", "checks", live=live, statuses=not verbose),
+                say_failures=not verbose,
+            )
+            with _phase(checks, "starting 2 workers, each fits and exports the cases"):
+                parity_code, conformance = run_parity(
+                    out, selection, workdir, verbose=verbose, plugins=[checks]
+                )
+            parity_summary = checks.summary()
+            if conformance:
+                parity_summary += f" -> {out / 'conformance.md'}"
+        elif parity and selection.user_model is not None:
             user_parity = _user_parity(selection, out)
+            if user_parity is not None:
+                parity_summary = _user_parity_summary(user_parity, out)
+            elif selection.user_model.reference is None:
+                parity_summary = "not checked (--model without --reference)"
+            else:
+                parity_summary = "not checked (--model is not an ONNX model)"
         json_path = workdir / "bench.json"
-        with _outside_xdist():
+        print(
+            "harness run: benchmarks"
+            + (", then the cold start of each ONNX model" if cold_start else ""),
+            flush=True,
+        )
+        with _outside_xdist(), _phase(bench, "collecting"):
             code = _pytest(
                 BENCH_SUITE,
                 _bench_args(selection, json_path, verbose, cold_start),
                 workdir,
-                [collector],
+                [collector, bench],
+                verbose,
             )
         if code == int(pytest.ExitCode.INTERRUPTED):
             _keep_interrupted(json_path, selection, results_dir)
@@ -360,10 +429,19 @@ def _run(
             )
     print(
         f"\nharness run: {collector.passed} benchmarks, {len(collector.skipped)} skipped, "
-        f"{len(collector.failed)} failed in {time.perf_counter() - start:.0f} s"
+        f"{len(collector.failed)} failed in {format_seconds(time.perf_counter() - start)}"
     )
+    print(f"  parity:  {parity_summary}")
     for path in paths:
         print(f"  results: {path}")
+    if not paths:
+        print(
+            "  results: not stored ("
+            + ("--no-store" if results_dir is None else "see the message above")
+            + ")"
+        )
+    if json_out is not None and not unwritten:
+        print(f"  json:    {json_out}")
     if reports:
         print(f"  report:  {reports[0]}\n  report:  {reports[1]}")
     export_failures = sorted(
@@ -401,6 +479,24 @@ def _run(
     else:
         exit_code = 0
     return RunOutcome(exit_code, paths, reports, collector)
+
+
+def _user_parity_summary(user_parity: dict[str, Any], out: Path) -> str:
+    """'m PASS: 7 passed, 0 failed, 1 skipped -> out/parity.md'."""
+    counts = Counter(o["status"] for o in user_parity["outcomes"])
+    words = [
+        f"{counts[s]} {w}"
+        for s, w in (
+            ("pass", "passed"),
+            ("fail", "failed"),
+            ("xfail", "xfailed"),
+            ("xpass", "xpassed"),
+            ("skip", "skipped"),
+        )
+        if counts[s] or s in ("pass", "fail")
+    ]
+    verdict = user_parity["verdict"].upper()
+    return f"{user_parity['model']} {verdict}: {', '.join(words)} -> {out / 'parity.md'}"
 
 
 def _deliver(

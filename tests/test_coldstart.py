@@ -326,7 +326,17 @@ def test_time(benchmark, harness_session):
 
 
 def _bench_session(tmp_path: Path, name: str, *extra: str) -> tuple[int, Path, Path]:
-    """A pytest-benchmark session timing a tiny user model: (exit code, its JSON, the model)."""
+    """A pytest-benchmark session timing a tiny user model: (exit code, its JSON, the model).
+
+    Run inside an xdist worker (``make test``), the nested session must not read as one:
+    pytest-benchmark disables itself when it sees PYTEST_XDIST_WORKER."""
+    with pytest.MonkeyPatch.context() as patch:
+        for name_ in ("PYTEST_XDIST_WORKER", "PYTEST_XDIST_WORKER_COUNT"):
+            patch.delenv(name_, raising=False)
+        return _nested_bench_session(tmp_path, name, *extra)
+
+
+def _nested_bench_session(tmp_path: Path, name: str, *extra: str) -> tuple[int, Path, Path]:
     model = tmp_path / "linear.onnx"
     onnx.save_model(linear_detector(), model)
     test_file = tmp_path / f"test_tiny_{name}.py"  # a module name of its own

@@ -674,7 +674,8 @@ def test_interrupted_run_is_never_stored_as_complete(sig: signal.Signals, tmp_pa
         assert process.stdout is not None
         seen = b""
         try:
-            while not seen.endswith(b"\n."):  # pytest -q prints a dot per finished benchmark
+            # the progress line once the first benchmark is done: "  benchmarks 1/16, ..."
+            while b"  benchmarks 1/" not in seen or not seen.endswith(b"\n"):
                 byte = process.stdout.read(1)
                 assert byte, seen.decode()
                 seen += byte

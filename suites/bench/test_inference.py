@@ -15,6 +15,11 @@ import pytest
 from harness.bench import BenchPoint, build_points, percentiles
 from harness.plugin import SESSION_KEY
 
+#: Rounds per point, between which the profile's target seconds decide: ten at the least, so
+#: a slow point (a batch of 10,000) still has a median with a bootstrap interval and a p90;
+#: 200 at the most, so fast points stay short (the report shows p99 from 100 rounds on).
+MIN_ROUNDS, MAX_ROUNDS = 10, 200
+
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     if "point" in metafunc.fixturenames:
@@ -34,7 +39,7 @@ def test_score_samples(benchmark: Any, point: BenchPoint, request: pytest.Fixtur
         runner.fn(X)  # warm-up, and the estimate that sets the number of rounds
         estimate = max(time.perf_counter() - start, 1e-6)
     target = session.selection.spec.target_seconds
-    rounds = int(min(200, max(5, target / estimate)))
+    rounds = int(min(MAX_ROUNDS, max(MIN_ROUNDS, target / estimate)))
     benchmark.group = f"{point.case}-b{point.batch_size}-t{point.threads}"
     benchmark.extra_info.update(
         runner.info,

@@ -12,7 +12,7 @@ import os
 
 import pytest
 
-from harness.conformance import outcome_row, parity_points, target_for
+from harness.conformance import ConformanceRow, outcome_row, parity_points, target_for
 from harness.parity import run_check
 from harness.plugin import SESSION_KEY, HarnessSession
 from harness.zoo import cases
@@ -22,7 +22,7 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     if "parity_point" in metafunc.fixturenames:
         selected = metafunc.config.stash[SESSION_KEY].selection.cases
         profile = os.environ.get("HYPOTHESIS_PROFILE", "ci")
-        points = [p for p in parity_points(profile) if not selected or p[0] in selected]
+        points = parity_points(profile, selected)
         gaps = {c.name: c.known_gaps for c in cases("large")}
         params = [
             pytest.param(
@@ -56,12 +56,21 @@ def test_parity(parity_point: tuple[str, str, str], request: pytest.FixtureReque
     )
 
 
-def test_parity_on_gpu_providers(gpu_provider: str) -> None:
-    """The same checks on CUDA / TensorRT when really active; otherwise a skip with the reason."""
+_GPU_CHECKS = ("label_exact", "score_close", "batch_invariance")
+
+
+def test_parity_on_gpu_providers(gpu_provider: str, request: pytest.FixtureRequest) -> None:
+    """The same checks on CUDA / TensorRT when really active; otherwise a skip with the reason,
+    also in the conformance summary (engine ``onnx-native@cuda``)."""
     from harness.bench import provider_skip
 
+    session: HarnessSession = request.config.stash[SESSION_KEY]
+    engine = f"onnx-native@{gpu_provider}"
     reason = provider_skip(gpu_provider)
     if reason:
+        for check in _GPU_CHECKS:
+            row = ConformanceRow("iforest-100", engine, check, "skip", 0, None, reason)
+            session.conformance.append(dataclasses.asdict(row))
         pytest.skip(reason)
     from engines import EngineConfig, OnnxEngine
     from harness.zoo import exported
@@ -70,6 +79,9 @@ def test_parity_on_gpu_providers(gpu_provider: str) -> None:
     config = EngineConfig(provider=gpu_provider, intra_op_threads=1)
     gpu = OnnxEngine(exported("iforest-100", "native").model, config)
     assert gpu.info()["active_providers"][0] != "CPUExecutionProvider"
-    for check in ("label_exact", "score_close", "batch_invariance"):
-        outcome = run_check(check, dataclasses.replace(target, candidate=gpu))
-        assert outcome.status == "pass", f"{gpu_provider} {check}: {outcome.message}"
+    outcomes = [run_check(c, dataclasses.replace(target, candidate=gpu)) for c in _GPU_CHECKS]
+    for outcome in outcomes:
+        row = outcome_row("iforest-100", engine, outcome, outcome.status)
+        session.conformance.append(dataclasses.asdict(row))
+    for outcome in outcomes:
+        assert outcome.status == "pass", f"{gpu_provider} {outcome.check}: {outcome.message}"
