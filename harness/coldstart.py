@@ -140,8 +140,12 @@ def measure(
     *,
     repeats: int = REPEATS,
     timeout: float = TIMEOUT_SECONDS,
+    python: str = sys.executable,
 ) -> dict[str, Any]:
     """Load and call ``path`` in a fresh process; the child's figures, or ``{"error": ...}``.
+
+    ``python``: the interpreter of the child (another environment's, e.g. a tox runtime env
+    with another onnxruntime and this harness installed: docs/experiments/cold_start_matrix.py).
 
     Example::
 
@@ -156,7 +160,7 @@ def measure(
     }
     try:
         done = subprocess.run(
-            [sys.executable, "-m", "harness.coldstart"],
+            [python, "-m", "harness.coldstart"],
             input=json.dumps(spec),
             capture_output=True,
             text=True,
