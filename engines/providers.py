@@ -14,9 +14,11 @@ from engines.config import resolve_provider_chain
 
 __all__ = ["ProviderStatus", "diagnose_provider", "probe_providers", "tiny_model"]
 
-#: The IR version and opset every model this library builds uses: loadable by onnxruntime >= 1.16.
-IR_VERSION = 9
-ONNX_OPSET = 17
+#: The IR version and ai.onnx opset of every graph this library builds (the provider probe and
+#: the native exporters; ai.onnx.ml is chosen per model and target runtime): onnxruntime 1.20,
+#: the oldest release supported, loads IR 10 and opset 21 (README, "Runtime matrix").
+IR_VERSION = 10
+ONNX_OPSET = 21
 
 _GPU_PROVIDERS = frozenset(
     {"CUDAExecutionProvider", "TensorrtExecutionProvider", "NvTensorRTRTXExecutionProvider"}

@@ -9,7 +9,11 @@ import onnx
 from onnx import TensorProto, helper, numpy_helper
 
 from engines.metadata import write_metadata
-from engines.providers import IR_VERSION, ONNX_OPSET
+
+#: Hand-built graphs here stand for a user's graph of another era: IR 9, ai.onnx opset 17
+#: (ReduceMean still takes ``axes`` as an attribute), which every supported onnxruntime loads.
+IR_VERSION = 9
+ONNX_OPSET = 17
 
 
 def linear_detector(

@@ -16,7 +16,6 @@ import pytest
 from onnx import TensorProto, helper
 
 from engines import EngineConfig
-from engines.providers import IR_VERSION, ONNX_OPSET
 from harness import coldstart
 from harness.cli import build_parser, main
 from harness.coldstart import (
@@ -32,7 +31,7 @@ from harness.report import _cold_start_section, render_markdown
 from harness.run import _bench_args, _split_by_provider
 from harness.selection import Selection
 from harness.store import ResultsError, load_result
-from tests._models import linear_detector
+from tests._models import IR_VERSION, ONNX_OPSET, linear_detector
 from tests._results import bench_row, result_payload
 
 _SETTINGS = session_settings(EngineConfig(intra_op_threads=1, allow_spinning=False))

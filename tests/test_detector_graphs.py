@@ -29,8 +29,7 @@ from engines import (
     create_engine,
 )
 from engines.metadata import write_metadata
-from engines.providers import IR_VERSION, ONNX_OPSET
-from tests._models import linear_detector, reference_scores
+from tests._models import IR_VERSION, ONNX_OPSET, linear_detector, reference_scores
 
 CPU1 = EngineConfig(provider="cpu", intra_op_threads=1)
 OPSET = {"": 17, "ai.onnx.ml": 3}  # skl2onnx IsolationForest needs both (FACTS.md)

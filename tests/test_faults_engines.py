@@ -44,8 +44,7 @@ from engines.config import MAX_THREADS
 from engines.metadata import read_metadata
 from engines.onnx_engine import placement_of
 from engines.persistence import load_model, load_model_and_sha256
-from engines.providers import IR_VERSION, ONNX_OPSET
-from tests._models import fails_above_one_row, linear_detector
+from tests._models import IR_VERSION, ONNX_OPSET, fails_above_one_row, linear_detector
 
 CPU1 = EngineConfig(provider="cpu", intra_op_threads=1)
 ROWS = np.random.default_rng(1).normal(size=(20, 4)).astype(np.float32)

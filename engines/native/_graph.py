@@ -10,11 +10,9 @@ import numpy.typing as npt
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
-__all__ = ["GraphBuilder"]
+from engines.providers import IR_VERSION, ONNX_OPSET
 
-#: onnxruntime >= 1.20 loads IR 10 and ai.onnx opset 21; ai.onnx.ml is chosen per model.
-IR_VERSION = 10
-ONNX_OPSET = 21
+__all__ = ["GraphBuilder"]
 
 _ELEM = {np.dtype(np.float32): TensorProto.FLOAT, np.dtype(np.float64): TensorProto.DOUBLE}
 
