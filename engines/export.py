@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import datetime as dt
 import hashlib
 import json
@@ -20,6 +19,7 @@ from engines._io import atomic_write_bytes
 from engines._version import __version__
 from engines.config import EngineConfig
 from engines.errors import ExportValidationError, InputError, UnsupportedModelError
+from engines.export_report import ExportReport, ValidationSummary
 from engines.metadata import (
     ACCEPTS_INF_KEY,
     ACCEPTS_NAN_KEY,
@@ -39,7 +39,7 @@ from engines.native.pyod import (
     pyod_tolerance,
     pyod_width,
 )
-from engines.tolerance import Comparison, Tolerance, compare_outputs
+from engines.tolerance import Tolerance, compare_outputs
 
 __all__ = [
     "EXPORTABLE",
@@ -67,36 +67,6 @@ EXPORTABLE: tuple[str, ...] = (
     # PyOD's detectors (engines.native.pyod) by qualified name: PyOD's PCA is not sklearn's.
     *(f"pyod.{name}" for name in PYOD_EXPORTABLE),
 )
-
-
-@dataclasses.dataclass(frozen=True)
-class ValidationSummary:
-    """How the ONNX model answered against the estimator on ``n_rows`` rows."""
-
-    n_rows: int
-    label_agreement: float | None
-    max_abs_err: float
-    max_rel_err: float
-    passed: bool
-    comparisons: tuple[Comparison, ...]
-
-    def as_dict(self) -> dict[str, Any]:
-        out = dataclasses.asdict(self)
-        out["comparisons"] = [c.as_dict() for c in self.comparisons]
-        return out
-
-
-@dataclasses.dataclass(frozen=True)
-class ExportReport:
-    """What ``export`` produced."""
-
-    model: onnx.ModelProto = dataclasses.field(repr=False)
-    path: Path | None
-    exporter: str
-    sha256: str
-    seconds: float
-    validation: ValidationSummary | None
-    n_nodes: int
 
 
 #: estimator class -> (its only exporter, why); each of those exporters converts nothing else.

@@ -18,7 +18,7 @@ import onnx
 
 from engines._io import atomic_write_bytes
 from engines.errors import ExportValidationError, UnsupportedModelError
-from engines.export import ExportReport, ValidationSummary
+from engines.export_report import ExportReport, ValidationSummary
 from engines.metadata import OFFSET_KEY, SCORE_KIND_KEY, write_metadata
 from engines.tolerance import Tolerance, compare_outputs
 
