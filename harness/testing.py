@@ -13,12 +13,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import pytest
 
-from harness.selection import UserModel
+from harness.cases.user import UserModel
 
 if TYPE_CHECKING:
-    from harness.parity import CheckOutcome
+    import pytest
+
+    from harness.checks.parity import CheckOutcome
     from harness.plugin import HarnessSession
 
 __all__ = [
@@ -57,7 +58,9 @@ def check_fixture(
     trust_pickle: bool = False,
 ) -> PairVerdict:
     """Run ``harness check`` on a pair inside a test; fail the test with the evidence."""
-    from harness.check import CheckSetupError, check_pair, outcomes_table
+    import pytest
+
+    from harness.checks.pair import CheckSetupError, check_pair, outcomes_table
 
     try:
         outcomes = check_pair(
@@ -114,9 +117,11 @@ def benchmark_fixture(
     trust_pickle: bool = False,
 ) -> BenchmarkOutcome:
     """Time ``model`` at ``batch_size`` with pytest-benchmark, the reference in the same test."""
+    import pytest
+
     from engines import EngineConfig, OnnxEngine, SklearnEngine
-    from harness.bench import BenchPoint, percentiles
-    from harness.usermodel import UserModelError, load_user_model
+    from harness.cases.usermodel import UserModelError, load_user_model
+    from harness.timing.prepare import BenchPoint, percentiles
 
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
@@ -225,9 +230,9 @@ def _row(
 
 def store_rows(rows: list[dict[str, Any]], results_dir: Path, git: Mapping[str, Any]) -> list[Path]:
     """Write ``harness_benchmark`` rows as one harness result file per provider."""
-    from harness.machine import library_versions, machine_id, machine_info
-    from harness.plugin import add_speedups
-    from harness.store import SCHEMA_VERSION, write_result
+    from harness.results.machine import library_versions, machine_id, machine_info
+    from harness.results.schema import add_speedups
+    from harness.results.store import SCHEMA_VERSION, write_result
 
     add_speedups(rows)
     info = machine_info()

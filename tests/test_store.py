@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from harness.store import (
+from harness.results.store import (
     SCHEMA_VERSION,
     ResultsError,
     SkippedResultWarning,
@@ -85,7 +85,7 @@ def test_interrupted_write_leaves_nothing(tmp_path: Path) -> None:
     script = textwrap.dedent(f"""
         import os, signal, sys
         sys.path.insert(0, {str(Path.cwd())!r})
-        import harness.store as store
+        import harness.results.store as store
         from tests._results import result_payload, sample_rows
         real_fsync = os.fsync
         def interrupted(fd):

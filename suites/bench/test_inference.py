@@ -12,8 +12,8 @@ from typing import Any
 
 import pytest
 
-from harness.bench import BenchPoint, build_points, percentiles
 from harness.plugin import SESSION_KEY
+from harness.timing.prepare import BenchPoint, build_points, percentiles
 
 #: Rounds per point, between which the profile's target seconds decide: ten at the least, so
 #: a slow point (a batch of 10,000) still has a median with a bootstrap interval and a p90;

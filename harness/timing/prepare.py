@@ -14,8 +14,9 @@ import numpy as np
 import numpy.typing as npt
 
 from engines import EngineConfig, OnnxEngine, SklearnEngine, Tolerance, probe_providers
-from harness.selection import PROFILES, ProfileSpec, Selection, UserModel, split_list
-from harness.zoo import ModelCase, cases, exported, fitted
+from harness.cases.user import UserModel
+from harness.cases.zoo import ModelCase, cases, exported, fitted
+from harness.timing.points import PROFILES, ProfileSpec, Selection, split_list
 
 __all__ = [
     "PROFILES",
@@ -296,7 +297,7 @@ def _timed_method(engine: Any) -> str:
 
 
 def _prepare_user(point: BenchPoint, selection: Selection) -> Runner:
-    from harness.usermodel import load_user_model
+    from harness.cases.usermodel import load_user_model
 
     user = selection.user_model
     assert user is not None

@@ -44,12 +44,13 @@ import numpy as np
 
 import harness
 from harness._signals import on_sigterm
-from harness.bench import BenchPoint, Selection, UserModel, build_points
-from harness.gate import GateReport, gate
-from harness.machine import git_info, library_versions, machine_id, machine_info
-from harness.plugin import add_speedups
-from harness.store import SCHEMA_VERSION, ResultFile
-from harness.worker import selection_message
+from harness.cases.user import UserModel
+from harness.results.gate import GateReport, gate
+from harness.results.machine import git_info, library_versions, machine_id, machine_info
+from harness.results.schema import add_speedups
+from harness.results.store import SCHEMA_VERSION, ResultFile
+from harness.timing.prepare import BenchPoint, Selection, build_points
+from harness.timing.worker import selection_message
 
 __all__ = [
     "ABError",

@@ -11,9 +11,9 @@ A and of B were measured moments apart, so the ratio is exp(median of log(B_i / 
 interval a bootstrap of that median, and the test Wilcoxon's signed-rank test: the machine's
 bursts, common to both samples of a pair, cancel.
 
-Benchmarks pair as :func:`harness.store.match` says: never across providers, and never across
-user models whose sha256, input width or estimator differ (those are listed as not comparable,
-unless ``model_change="compare"``). Rows without raw samples (pytest-benchmark without
+Benchmarks pair as :func:`harness.results.store.match` says: never across providers, and never
+across user models whose sha256, input width or estimator differ (those are listed as not
+comparable, unless ``model_change="compare"``). Rows without raw samples (pytest-benchmark without
 ``--benchmark-save-data``) cannot be tested: they are inconclusive, with their medians shown.
 """
 
@@ -28,7 +28,7 @@ import numpy as np
 import numpy.typing as npt
 from scipy import stats
 
-from harness.store import (
+from harness.results.store import (
     BenchmarkKey,
     ModelChange,
     ResultFile,

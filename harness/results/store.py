@@ -547,8 +547,8 @@ def _check_harness(block: dict[str, Any]) -> None:
             _need(entry, key, where_i, check, optional=optional)
 
 
-#: A ``harness.cold_start`` entry (harness.coldstart): field -> (check, optional). Numbers are
-#: null where the measurement failed (``error`` says why).
+#: A ``harness.cold_start`` entry (harness.timing.coldstart): field -> (check, optional).
+#: Numbers are null where the measurement failed (``error`` says why).
 _COLD_START: dict[str, tuple[_Check, bool]] = {
     "case": (_text, False),
     "engine": (_text, False),
@@ -733,7 +733,7 @@ def _object(value: Any) -> dict[str, Any]:
 
 def _plain_machine_id(info: dict[str, Any]) -> str:
     """A folder-safe machine name from pytest-benchmark's ``machine_info``: CPU brand and
-    count (like :func:`harness.machine.machine_id`), else the host name."""
+    count (like :func:`harness.results.machine.machine_id`), else the host name."""
     cpu = _object(info.get("cpu"))
     brand = _slug(cpu.get("brand_raw") or cpu.get("brand"))
     count = cpu.get("count")
