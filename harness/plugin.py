@@ -273,19 +273,9 @@ def pytest_benchmark_update_json(
     session = config.stash.get(SESSION_KEY, None)
     if session is None or not session.active:
         return  # a plain pytest-benchmark run: its JSON stays exactly pytest-benchmark's
-    from harness.results.machine import library_versions, machine_id, machine_info
-    from harness.results.schema import add_speedups
-    from harness.results.store import SCHEMA_VERSION
+    from harness.results.schema import add_speedups, harness_block
 
-    info = machine_info()
-    output_json["harness"] = {
-        "schema_version": SCHEMA_VERSION,
-        "machine_id": machine_id(info),
-        "machine": info,
-        "versions": library_versions(),
-        "git": session.git,
-        "profile": session.selection.profile,
-    }
+    output_json["harness"] = harness_block(git=session.git, profile=session.selection.profile)
     cold_start = session.cold_start(session.sayer())
     if cold_start:
         output_json["harness"]["cold_start"] = cold_start

@@ -149,3 +149,11 @@ def test_folders_skip_bad_files_with_a_warning(tmp_path: Path) -> None:
     assert len(caught) == 2
     with pytest.raises(ResultsError):
         load_results([tmp_path], strict=True)
+
+
+def test_every_extra_info_key_the_store_checks_is_in_the_schema() -> None:
+    from harness.results import store
+    from harness.results.schema import ExtraInfo
+
+    checked = {*store._EXTRA_OPTIONAL, *store._EXTRA_REQUIRED, *store.IDENTITY_FIELDS}
+    assert checked <= set(ExtraInfo.__annotations__)

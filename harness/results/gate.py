@@ -265,18 +265,18 @@ def gate(
             ratio = value_b / value_a if value_a else nan
             rows.append(
                 GateRow(
-                    name,
-                    len(a),
-                    len(b),
-                    value_a,
-                    value_b,
-                    ratio,
-                    nan,
-                    nan,
-                    1.0,
-                    1.0,
-                    "inconclusive",
-                    note,
+                    name=name,
+                    n_baseline=len(a),
+                    n_candidate=len(b),
+                    baseline=value_a,
+                    candidate=value_b,
+                    ratio=ratio,
+                    ci_low=nan,
+                    ci_high=nan,
+                    p_value=1.0,
+                    p_adjusted=1.0,
+                    verdict="inconclusive",
+                    note=note,
                 )
             )
             continue
@@ -286,31 +286,31 @@ def gate(
             value_a, value_b = 1.0 / value_a, 1.0 / value_b
         rows.append(
             GateRow(
-                name,
-                len(a),
-                len(b),
-                value_a,
-                value_b,
-                ratio,
-                low,
-                high,
-                p,
-                float(adjusted),
-                verdict,
-                note,
+                name=name,
+                n_baseline=len(a),
+                n_candidate=len(b),
+                baseline=value_a,
+                candidate=value_b,
+                ratio=ratio,
+                ci_low=low,
+                ci_high=high,
+                p_value=p,
+                p_adjusted=float(adjusted),
+                verdict=verdict,
+                note=note,
             )
         )
     return GateReport(
-        tuple(rows),
-        tuple(found.only_a),
-        tuple(found.only_b),
-        metric,
-        threshold,
-        alpha,
-        confidence,
-        paired,
-        tuple(found.not_comparable),
-        model_change,
+        rows=tuple(rows),
+        only_baseline=tuple(found.only_a),
+        only_candidate=tuple(found.only_b),
+        metric=metric,
+        threshold=threshold,
+        alpha=alpha,
+        confidence=confidence,
+        paired=paired,
+        not_comparable=tuple(found.not_comparable),
+        model_change=model_change,
     )
 
 

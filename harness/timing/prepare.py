@@ -5,7 +5,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 import itertools
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -336,9 +336,3 @@ def _prepare_user(point: BenchPoint, selection: Selection) -> Runner:
         info,
         model_path=None if point.engine == "sklearn" else loaded.model_path,  # as shipped
     )
-
-
-def percentiles(samples: Sequence[float]) -> dict[str, float]:
-    """p50/p90/p99 of raw seconds, in milliseconds."""
-    data = np.asarray(samples, dtype=np.float64) * 1e3
-    return {f"p{q}_ms": float(np.percentile(data, q)) for q in (50, 90, 99)}
