@@ -38,7 +38,7 @@ from harness.options import (
 
 __all__ = ["DEPRECATED_OPTIONS", "EXAMPLES", "EXIT_CODES", "build_parser", "main"]
 
-#: ``check --examples``: Hypothesis settings profiles (harness.parity), how many examples.
+#: ``check --examples``: Hypothesis settings profiles (harness.checks.parity), how many examples.
 EXAMPLES = ("dev", "ci", "nightly")
 
 EXIT_CODES = {
@@ -419,8 +419,8 @@ def _percent(text: str) -> float:
 
 
 def _cmd_gate(args: argparse.Namespace) -> int:
-    from harness.gate import gate
-    from harness.store import OutputError, ResultsError
+    from harness.results.gate import gate
+    from harness.results.store import OutputError, ResultsError
 
     options: dict[str, Any] = {
         "metric": args.metric,
@@ -441,7 +441,7 @@ def _cmd_gate(args: argparse.Namespace) -> int:
                     "harness gate: give BASELINE CANDIDATE or --ab REF, not both", file=sys.stderr
                 )
                 return 2
-            from harness.ab import ABError, ab_gate
+            from harness.timing.ab import ABError, ab_gate
 
             try:
                 selection = selection_from_options(namespace_get(args), project_settings())
@@ -507,7 +507,7 @@ def _cmd_gate(args: argparse.Namespace) -> int:
 def _gate_side(path: Path, include_interrupted: bool) -> list[Any] | None:
     """The results of one gate side; None (after saying why) if any file is malformed or
     none is left: the gate refuses to decide on part of the evidence."""
-    from harness.store import scan_results
+    from harness.results.store import scan_results
 
     if not path.exists():
         print(f"harness gate: no such file or folder: {path}", file=sys.stderr)
@@ -529,7 +529,7 @@ def _gate_side(path: Path, include_interrupted: bool) -> list[Any] | None:
 
 def _check_outputs(*outputs: tuple[Path | None, str]) -> None:
     """Every output file given, proved writable before any work (OutputError if not)."""
-    from harness.store import check_output_file
+    from harness.results.store import check_output_file
 
     for path, flag in outputs:
         if path is not None:
@@ -539,7 +539,7 @@ def _check_outputs(*outputs: tuple[Path | None, str]) -> None:
 def _write_outputs(command: str, outputs: Sequence[tuple[Path | None, str, str]]) -> bool:
     """Write each (path, flag, text); where one fails after the work (a full disk), keep the
     text in a temporary file and say where. False if any failed."""
-    from harness.store import keep_somewhere
+    from harness.results.store import keep_somewhere
 
     ok = True
     for path, flag, text in outputs:
@@ -563,7 +563,7 @@ def _write_outputs(command: str, outputs: Sequence[tuple[Path | None, str, str]]
 def _cmd_calibrate(args: argparse.Namespace) -> int:
     import numpy as np
 
-    from harness.ab import ABError, calibrate
+    from harness.timing.ab import ABError, calibrate
 
     if not _output_folder(args.results, "--results", "calibrate"):
         return 2  # calibration.json goes there after minutes of work: proved writable first
@@ -594,7 +594,7 @@ def _cmd_calibrate(args: argparse.Namespace) -> int:
 
 
 def _cmd_check(args: argparse.Namespace) -> int:
-    from harness.check import CheckSetupError, check_pair, outcomes_table
+    from harness.checks.pair import CheckSetupError, check_pair, outcomes_table
 
     try:
         settings = project_settings()
@@ -628,7 +628,7 @@ def _cmd_check(args: argparse.Namespace) -> int:
 
 def _writable_file(path: Path | None, flag: str) -> None:
     """Refuse an output file that cannot be written, before the work."""
-    from harness.store import OutputError, check_output_file
+    from harness.results.store import OutputError, check_output_file
 
     if path is None:
         return
@@ -639,7 +639,8 @@ def _writable_file(path: Path | None, flag: str) -> None:
 
 
 def _cmd_history(args: argparse.Namespace) -> int:
-    from harness.history import build_series, write_history
+    from harness.reports.history import write_history
+    from harness.results.history import build_series
 
     if not _output_folder(args.out, "--out", "history"):
         return 2
@@ -665,7 +666,7 @@ def _cmd_history(args: argparse.Namespace) -> int:
 
 def _output_folder(folder: Path, flag: str, command: str) -> bool:
     """Create ``folder`` and prove it writable before any work; False after saying why."""
-    from harness.store import OutputError, check_output_folder
+    from harness.results.store import OutputError, check_output_folder
 
     try:
         check_output_folder(folder, flag)
@@ -714,7 +715,7 @@ def _load_or_report(
 ) -> list[Any] | None:
     """The readable results under ``paths``; each unreadable file skipped with one line that
     names it and the reason. None if a path does not exist."""
-    from harness.store import scan_results
+    from harness.results.store import scan_results
 
     missing = [p for p in paths if not p.exists()]
     if missing:
@@ -738,7 +739,7 @@ def _load_or_report(
 
 
 def _cmd_report(args: argparse.Namespace) -> int:
-    from harness.report import write_reports
+    from harness.reports.report import write_reports
 
     if not _output_folder(args.out, "--out", "report"):
         return 2
@@ -757,8 +758,8 @@ def _cmd_report(args: argparse.Namespace) -> int:
 
 
 def _cmd_compare(args: argparse.Namespace) -> int:
-    from harness.report import compare_markdown
-    from harness.store import OutputError
+    from harness.reports.report import compare_markdown
+    from harness.results.store import OutputError
 
     try:
         _check_outputs((args.out, "--out"))

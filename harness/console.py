@@ -9,8 +9,8 @@ On a terminal the line is redrawn in place, every second and on every item. Anyw
 (CI, a pipe, a file, ``CI`` set) it is a plain line, printed when the first item starts,
 when the first estimate is known, when a new case starts (at most one every 3 s) and at
 least every 10 s, also while workers start or an item is slow: a 3-minute phase prints
-about twenty lines, never a carriage return. ``PytestProgress`` feeds a phase from a pytest
-session's hooks, under pytest-xdist too.
+about twenty lines, never a carriage return. ``harness.plugin.PytestProgress`` feeds a phase
+from a pytest session's hooks, under pytest-xdist too.
 """
 
 from __future__ import annotations
@@ -21,23 +21,16 @@ import shutil
 import sys
 import threading
 import time
-from collections import Counter
-from collections.abc import Callable, Sequence
-from typing import Any, TextIO
-
-import pytest
+from collections.abc import Callable
+from typing import TextIO
 
 __all__ = [
     "Progress",
-    "PytestProgress",
     "format_left",
     "format_seconds",
     "item_label",
     "live_terminal",
 ]
-
-#: How the counts of a finished phase are worded, in this order.
-_OUTCOMES = ("passed", "failed", "xfailed", "xpassed", "skipped")
 
 
 def format_seconds(seconds: float) -> str:
@@ -292,101 +285,3 @@ def _duplicate(stream: TextIO) -> TextIO | None:
         return None
     encoding = getattr(stream, "encoding", None) or "utf-8"
     return os.fdopen(os.dup(fd), "w", encoding=encoding, errors="replace")
-
-
-def _outcome(report: pytest.TestReport) -> str | None:
-    """What a test's report says of it: passed, failed, skipped, xfailed or xpassed."""
-    if hasattr(report, "wasxfail"):
-        return "xfailed" if report.skipped else "xpassed"
-    if report.failed:
-        longrepr = report.longrepr
-        strict_xpass = isinstance(longrepr, str) and longrepr.startswith("[XPASS(strict)]")
-        return "xpassed" if strict_xpass else "failed"
-    if report.skipped:
-        return "skipped"
-    return "passed" if report.when == "call" else None
-
-
-def _first_line(report: pytest.TestReport | pytest.CollectReport) -> str:
-    """The error a report carries, in one line."""
-    crash = getattr(report.longrepr, "reprcrash", None)
-    text = crash.message if crash is not None else report.longreprtext
-    lines = [line.strip() for line in str(text).splitlines() if line.strip()]
-    line = lines[0] if lines else "no message"
-    return line if len(line) <= 200 else line[:197] + "..."
-
-
-class PytestProgress:
-    """pytest plugin object: drives a ``Progress`` from a session's hooks and counts its
-    outcomes; a failure is said in one line (pytest's own report shows with ``--verbose``).
-    The phase finishes with its last item, before whatever the session does after it.
-
-    Under pytest-xdist the controller receives the workers' reports through the same hooks;
-    the number of items comes from the workers' collections.
-    """
-
-    def __init__(self, progress: Progress, *, say_failures: bool = True) -> None:
-        self.progress = progress
-        self.say_failures = say_failures
-        self.outcomes: dict[str, str] = {}
-        self.interrupted = False
-
-    @property
-    def counts(self) -> Counter[str]:
-        return Counter(self.outcomes.values())
-
-    def summary(self) -> str:
-        """'233 checks done in 3 min 25 s: 221 passed, 0 failed, 9 xfailed, 3 skipped'."""
-        counts = self.counts
-        done = sum(counts.values())
-        unit = f" {self.progress.unit}" if self.progress.unit else ""
-        words = [f"{counts[o]} {o}" for o in _OUTCOMES if counts[o] or o in ("passed", "failed")]
-        took = format_seconds(self.progress.elapsed)
-        if self.interrupted:
-            of = f" of {self.progress.total}" if self.progress.total is not None else ""
-            return f"interrupted after {done}{of}{unit} in {took}: {', '.join(words)}"
-        return f"{done}{unit} done in {took}: {', '.join(words)}"
-
-    @pytest.hookimpl(trylast=True)  # after the terminal reporter is registered
-    def pytest_configure(self, config: pytest.Config) -> None:
-        reporter = config.pluginmanager.get_plugin("terminalreporter")
-        if reporter is not None:  # pytest's own output is on (verbose): lines go through it
-            self.progress.writer = reporter.write_line
-
-    def pytest_unconfigure(self, config: pytest.Config) -> None:
-        self.progress.writer = None
-
-    def pytest_collection_finish(self, session: pytest.Session) -> None:
-        if session.items:
-            self.progress.begin(len(session.items))
-
-    @pytest.hookimpl(optionalhook=True)
-    def pytest_xdist_node_collection_finished(self, node: Any, ids: Sequence[str]) -> None:
-        self.progress.begin(len(ids))
-
-    def pytest_keyboard_interrupt(self, excinfo: pytest.ExceptionInfo[BaseException]) -> None:
-        self.interrupted = True
-
-    def pytest_collectreport(self, report: pytest.CollectReport) -> None:
-        if report.failed:
-            self.progress.note(f"  ERROR collecting {report.nodeid}: {_first_line(report)}")
-
-    def pytest_runtest_logstart(self, nodeid: str, location: Any) -> None:
-        self.progress.working_on(*item_label(nodeid))
-
-    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
-        outcome = _outcome(report)
-        if outcome is not None and self.outcomes.get(report.nodeid) not in ("failed", "xpassed"):
-            self.outcomes[report.nodeid] = outcome
-        if report.failed and self.say_failures:
-            _, label = item_label(report.nodeid)
-            what = "XPASS" if outcome == "xpassed" else "FAILED"
-            phase = "" if report.when == "call" else f" (in {report.when})"
-            self.progress.note(f"  {what} {label}{phase}: {_first_line(report)}")
-
-    @pytest.hookimpl(trylast=True)  # after pytest's own line for the item, where it has one
-    def pytest_runtest_logfinish(self, nodeid: str, location: Any) -> None:
-        self.progress.advance()
-        total = self.progress.total
-        if total is not None and self.progress.done >= total:
-            self.progress.finish(self.summary())  # before what the session does after

@@ -15,7 +15,8 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
-from harness.selection import PROFILES, Selection, UserModel, split_list
+from harness.cases.user import UserModel
+from harness.timing.points import PROFILES, Selection, split_list
 
 __all__ = [
     "OptionError",
@@ -173,7 +174,7 @@ def selection_from_options(
         raise OptionError(f"unknown provider(s) {unknown}; known: {list(_PROVIDERS)}")
     cases = split_list(get("cases"))
     if cases:
-        from harness.zoo import cases as zoo_cases
+        from harness.cases.zoo import cases as zoo_cases
 
         known = {c.name for c in zoo_cases("large")}
         missing = [c for c in cases if c not in known]

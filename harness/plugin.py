@@ -18,21 +18,23 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-from collections.abc import Callable
+from collections import Counter
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pytest
 
+from harness.console import Progress, format_seconds, item_label
 from harness.options import add_cold_start_option, add_selection_options, selection_from_options
-from harness.selection import Selection
+from harness.timing.points import Selection
 
 if TYPE_CHECKING:
-    from harness.bench import BenchPoint, Runner
-    from harness.coldstart import ColdStartTarget
     from harness.testing import BenchmarkOutcome, PairVerdict
+    from harness.timing.coldstart import ColdStartTarget
+    from harness.timing.prepare import BenchPoint, Runner
 
-__all__ = ["SESSION_KEY", "HarnessSession", "add_speedups"]
+__all__ = ["SESSION_KEY", "HarnessSession", "PytestProgress"]
 
 
 class HarnessSession:
@@ -80,7 +82,7 @@ class HarnessSession:
     @property
     def git(self) -> dict[str, Any]:
         if self._git is None:
-            from harness.machine import git_info
+            from harness.results.machine import git_info
 
             self._git = git_info()
         return self._git
@@ -95,7 +97,7 @@ class HarnessSession:
 
     def runner(self, point: BenchPoint) -> Runner:
         """The prepared runner of ``point`` (prepared once per point, whatever the batch)."""
-        from harness.bench import prepare
+        from harness.timing.prepare import prepare
 
         key = dataclasses.replace(point, batch_size=0)
         if key not in self._runners:
@@ -118,8 +120,8 @@ class HarnessSession:
         key = (str(sha or runner.model_path), point.provider)
         if key in self._cold_start:
             return
-        from harness.bench import _config
-        from harness.coldstart import ColdStartTarget, session_settings
+        from harness.timing.coldstart import ColdStartTarget, session_settings
+        from harness.timing.prepare import _config
 
         threads = min(self.selection.effective_threads)
         self._cold_start[key] = ColdStartTarget(
@@ -137,7 +139,7 @@ class HarnessSession:
 
     def cold_start(self, say: Callable[[str], None]) -> list[dict[str, Any]]:
         """The ``cold_start`` entries, measured once, each in a fresh process (see
-        ``harness.coldstart``); none after an interrupted session."""
+        ``harness.timing.coldstart``); none after an interrupted session."""
         if self._cold_start_entries is None:
             interrupted = (
                 self.pytest_session is not None
@@ -145,7 +147,7 @@ class HarnessSession:
             )
             self._cold_start_entries = []
             if self._cold_start and not interrupted:
-                from harness.coldstart import measure_all
+                from harness.timing.coldstart import measure_all
 
                 entries, stopped = measure_all(self._cold_start.values(), say)
                 self._cold_start_entries, self.cold_start_interrupted = entries, stopped
@@ -186,7 +188,7 @@ def pytest_configure(config: pytest.Config) -> None:
     store = config.getoption("harness_store", None)
     target = config.getoption("harness_conformance", None)
     if store or target:  # output locations asked for: proved writable before any test runs
-        from harness.store import OutputError, check_output_folder
+        from harness.results.store import OutputError, check_output_folder
 
         try:
             if store:
@@ -224,7 +226,7 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
         try:
             paths = store_rows(harness.stored_rows, Path(store), harness.git)
         except OSError as exc:  # after the work (a full disk): keep the measurements
-            from harness.store import keep_somewhere
+            from harness.results.store import keep_somewhere
 
             payload = json.dumps({"benchmarks": harness.stored_rows}, default=str).encode()
             kept = keep_somewhere(payload, "harness-benchmarks")
@@ -252,7 +254,8 @@ def _write_conformance(harness: HarnessSession, base: Path, interrupted: bool = 
             rows += json.loads(part.read_text())
         part.unlink()
     if rows and not interrupted:
-        from harness.conformance import ConformanceRow, write_conformance
+        from harness.reports.conformance import write_conformance
+        from harness.results.schema import ConformanceRow
 
         write_conformance([ConformanceRow(**row) for row in rows], base)
 
@@ -270,65 +273,15 @@ def pytest_benchmark_update_json(
     session = config.stash.get(SESSION_KEY, None)
     if session is None or not session.active:
         return  # a plain pytest-benchmark run: its JSON stays exactly pytest-benchmark's
-    from harness.machine import library_versions, machine_id, machine_info
-    from harness.store import SCHEMA_VERSION
+    from harness.results.schema import add_speedups, harness_block
 
-    info = machine_info()
-    output_json["harness"] = {
-        "schema_version": SCHEMA_VERSION,
-        "machine_id": machine_id(info),
-        "machine": info,
-        "versions": library_versions(),
-        "git": session.git,
-        "profile": session.selection.profile,
-    }
+    output_json["harness"] = harness_block(git=session.git, profile=session.selection.profile)
     cold_start = session.cold_start(session.sayer())
     if cold_start:
         output_json["harness"]["cold_start"] = cold_start
     if session.cold_start_interrupted:
         output_json["harness"]["interrupted"] = True
     add_speedups(output_json.get("benchmarks", []))
-
-
-def add_speedups(rows: list[dict[str, Any]]) -> None:
-    """Ratios of medians of the same run, written into each row's ``extra_info``.
-
-    - ``speedup_vs_sklearn``: scikit-learn median / row median, same case, batch and threads;
-    - ``speedup_vs_sklearn_best``: the fastest scikit-learn median of the case and batch over
-      every thread setting / row median, and ``sklearn_best_threads``, that row's threads;
-    - ``scaling_efficiency`` (rows on k > 1 threads): t1 / (k x tk), t1 the median on 1 thread
-      of the same case, engine, provider and batch (1.0: k threads are k times faster).
-    """
-    timed = [(row.setdefault("extra_info", {}), row["stats"]["median"]) for row in rows]
-    sklearn: dict[tuple[Any, ...], float] = {}  # ((case, batch), threads) -> median
-    best: dict[tuple[Any, ...], tuple[float, Any]] = {}  # (case, batch) -> (median, threads)
-    one_thread: dict[tuple[Any, ...], float] = {}  # series -> median on 1 thread
-    for extra, median in timed:
-        at, threads = _fields(extra, _CASE_BATCH), extra.get("threads")
-        if extra.get("engine") == "sklearn":
-            sklearn[at, threads] = median
-            if at not in best or median < best[at][0]:
-                best[at] = (median, threads)
-        if threads == 1:
-            one_thread[_fields(extra, _SERIES)] = median
-    for extra, median in timed:
-        at, threads = _fields(extra, _CASE_BATCH), extra.get("threads")
-        ref = sklearn.get((at, threads))
-        extra["speedup_vs_sklearn"] = ref / median if ref and median else None
-        fastest, fastest_threads = best.get(at, (None, None))
-        extra["speedup_vs_sklearn_best"] = fastest / median if fastest and median else None
-        extra["sklearn_best_threads"] = fastest_threads
-        if isinstance(threads, int) and threads > 1:
-            t1 = one_thread.get(_fields(extra, _SERIES))
-            extra["scaling_efficiency"] = t1 / (threads * median) if t1 and median else None
-
-
-_CASE_BATCH = ("case", "batch_size")
-_SERIES = ("case", "engine", "provider_requested", "batch_size")  # what threads vary within
-
-
-def _fields(extra: dict[str, Any], names: tuple[str, ...]) -> tuple[Any, ...]:
-    return tuple(extra.get(name) for name in names)
 
 
 @pytest.fixture
@@ -373,3 +326,107 @@ def harness_benchmark(
         return benchmark_fixture(benchmark, harness_session, request.node, model, **kwargs)
 
     return run
+
+
+# -- progress of a harness run's nested sessions -------------------------------------------
+
+#: How the counts of a finished phase are worded, in this order.
+_OUTCOMES = ("passed", "failed", "xfailed", "xpassed", "skipped")
+
+
+def _outcome(report: pytest.TestReport) -> str | None:
+    """What a test's report says of it: passed, failed, skipped, xfailed or xpassed."""
+    if hasattr(report, "wasxfail"):
+        return "xfailed" if report.skipped else "xpassed"
+    if report.failed:
+        longrepr = report.longrepr
+        strict_xpass = isinstance(longrepr, str) and longrepr.startswith("[XPASS(strict)]")
+        return "xpassed" if strict_xpass else "failed"
+    if report.skipped:
+        return "skipped"
+    return "passed" if report.when == "call" else None
+
+
+def _first_line(report: pytest.TestReport | pytest.CollectReport) -> str:
+    """The error a report carries, in one line."""
+    crash = getattr(report.longrepr, "reprcrash", None)
+    text = crash.message if crash is not None else report.longreprtext
+    lines = [line.strip() for line in str(text).splitlines() if line.strip()]
+    line = lines[0] if lines else "no message"
+    return line if len(line) <= 200 else line[:197] + "..."
+
+
+class PytestProgress:
+    """pytest plugin object: drives a ``Progress`` from a session's hooks and counts its
+    outcomes; a failure is said in one line (pytest's own report shows with ``--verbose``).
+    The phase finishes with its last item, before whatever the session does after it.
+
+    Under pytest-xdist the controller receives the workers' reports through the same hooks;
+    the number of items comes from the workers' collections.
+    """
+
+    def __init__(self, progress: Progress, *, say_failures: bool = True) -> None:
+        self.progress = progress
+        self.say_failures = say_failures
+        self.outcomes: dict[str, str] = {}
+        self.interrupted = False
+
+    @property
+    def counts(self) -> Counter[str]:
+        return Counter(self.outcomes.values())
+
+    def summary(self) -> str:
+        """'233 checks done in 3 min 25 s: 221 passed, 0 failed, 9 xfailed, 3 skipped'."""
+        counts = self.counts
+        done = sum(counts.values())
+        unit = f" {self.progress.unit}" if self.progress.unit else ""
+        words = [f"{counts[o]} {o}" for o in _OUTCOMES if counts[o] or o in ("passed", "failed")]
+        took = format_seconds(self.progress.elapsed)
+        if self.interrupted:
+            of = f" of {self.progress.total}" if self.progress.total is not None else ""
+            return f"interrupted after {done}{of}{unit} in {took}: {', '.join(words)}"
+        return f"{done}{unit} done in {took}: {', '.join(words)}"
+
+    @pytest.hookimpl(trylast=True)  # after the terminal reporter is registered
+    def pytest_configure(self, config: pytest.Config) -> None:
+        reporter = config.pluginmanager.get_plugin("terminalreporter")
+        if reporter is not None:  # pytest's own output is on (verbose): lines go through it
+            self.progress.writer = reporter.write_line
+
+    def pytest_unconfigure(self, config: pytest.Config) -> None:
+        self.progress.writer = None
+
+    def pytest_collection_finish(self, session: pytest.Session) -> None:
+        if session.items:
+            self.progress.begin(len(session.items))
+
+    @pytest.hookimpl(optionalhook=True)
+    def pytest_xdist_node_collection_finished(self, node: Any, ids: Sequence[str]) -> None:
+        self.progress.begin(len(ids))
+
+    def pytest_keyboard_interrupt(self, excinfo: pytest.ExceptionInfo[BaseException]) -> None:
+        self.interrupted = True
+
+    def pytest_collectreport(self, report: pytest.CollectReport) -> None:
+        if report.failed:
+            self.progress.note(f"  ERROR collecting {report.nodeid}: {_first_line(report)}")
+
+    def pytest_runtest_logstart(self, nodeid: str, location: Any) -> None:
+        self.progress.working_on(*item_label(nodeid))
+
+    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        outcome = _outcome(report)
+        if outcome is not None and self.outcomes.get(report.nodeid) not in ("failed", "xpassed"):
+            self.outcomes[report.nodeid] = outcome
+        if report.failed and self.say_failures:
+            _, label = item_label(report.nodeid)
+            what = "XPASS" if outcome == "xpassed" else "FAILED"
+            phase = "" if report.when == "call" else f" (in {report.when})"
+            self.progress.note(f"  {what} {label}{phase}: {_first_line(report)}")
+
+    @pytest.hookimpl(trylast=True)  # after pytest's own line for the item, where it has one
+    def pytest_runtest_logfinish(self, nodeid: str, location: Any) -> None:
+        self.progress.advance()
+        total = self.progress.total
+        if total is not None and self.progress.done >= total:
+            self.progress.finish(self.summary())  # before what the session does after

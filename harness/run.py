@@ -28,16 +28,17 @@ import time
 from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
-from typing import Any
-
-import pytest
+from typing import TYPE_CHECKING, Any
 
 from harness._signals import on_sigterm
-from harness.bench import build_points
-from harness.console import Progress, PytestProgress, format_seconds, live_terminal
+from harness.console import Progress, format_seconds, live_terminal
 from harness.options import to_pytest_args
-from harness.plugin import SESSION_KEY
-from harness.selection import Selection
+from harness.plugin import SESSION_KEY, PytestProgress
+from harness.timing.points import Selection
+from harness.timing.prepare import build_points
+
+if TYPE_CHECKING:
+    import pytest
 
 __all__ = ["RunError", "RunOutcome", "run"]
 
@@ -137,6 +138,13 @@ def _terminate_as_interrupt() -> Iterator[None]:
         yield
 
 
+def _interrupted(code: int) -> bool:
+    """Whether pytest stopped the session on Ctrl-C (``pytest.ExitCode.INTERRUPTED``)."""
+    import pytest
+
+    return code == int(pytest.ExitCode.INTERRUPTED)
+
+
 def _pytest(
     suite: str, args: list[str], workdir: Path, plugins: Sequence[Any], verbose: bool = False
 ) -> int:
@@ -145,6 +153,8 @@ def _pytest(
 
     pytest's own output (progress, tracebacks, summary) with ``verbose`` only: otherwise its
     terminal reporter is not loaded and the ``plugins`` say what matters."""
+    import pytest
+
     ini = workdir / "pytest.ini"
     ini.write_text(_INI)
     base = [
@@ -175,7 +185,7 @@ def run_parity(
 ) -> tuple[int, list[dict[str, Any]]]:
     """The zoo parity suite (Hypothesis profile ``profile``, two workers); its conformance.
 
-    ``plugins`` see the session's hooks (``harness.console.PytestProgress`` says progress)."""
+    ``plugins`` see the session's hooks (``harness.plugin.PytestProgress`` says progress)."""
     target = out / "conformance"
     for stale in (target.with_suffix(".json"), target.with_suffix(".md")):
         stale.unlink(missing_ok=True)  # an earlier run's verdict must not pass for this one's
@@ -186,7 +196,7 @@ def run_parity(
         if selection.cases:
             args += ["--harness-cases", ",".join(selection.cases)]
         code = _pytest(PARITY_SUITE, args, workdir, plugins, verbose)
-        if code == int(pytest.ExitCode.INTERRUPTED):
+        if _interrupted(code):
             raise KeyboardInterrupt  # pytest caught Ctrl-C; it is not the run's to swallow
     finally:
         if saved is None:
@@ -246,7 +256,7 @@ def preflight(
     selection: Selection, out: Path, results_dir: Path | None, json_out: Path | None = None
 ) -> None:
     """Everything that can be checked before the work: outputs, model, reference, data."""
-    from harness.store import OutputError, check_output_file, check_output_folder
+    from harness.results.store import OutputError, check_output_file, check_output_folder
 
     try:
         check_output_folder(out, "--out")
@@ -257,7 +267,7 @@ def preflight(
     except OutputError as exc:
         raise RunError(str(exc)) from None
     if selection.user_model is not None:
-        from harness.usermodel import UserModelError, load_user_model
+        from harness.cases.usermodel import UserModelError, load_user_model
 
         try:
             load_user_model(selection.user_model)
@@ -270,8 +280,8 @@ def _user_parity(selection: Selection, out: Path) -> dict[str, Any] | None:
     user = selection.user_model
     if user is None or user.reference is None or not user.is_onnx:
         return None
-    from harness.check import CheckSetupError, check_pair, outcomes_table
-    from harness.usermodel import load_user_model
+    from harness.cases.usermodel import load_user_model
+    from harness.checks.pair import CheckSetupError, check_pair, outcomes_table
 
     loaded = load_user_model(user)
     print(f"harness run: parity of {user.model} against {user.reference}", flush=True)
@@ -333,8 +343,8 @@ def _run(
     verbose: bool,
     cold_start: bool = True,
 ) -> RunOutcome:
-    from harness.report import write_reports
-    from harness.store import ResultFile, load_result
+    from harness.reports.report import write_reports
+    from harness.results.store import ResultFile, load_result
 
     preflight(selection, out, results_dir, json_out)
     points = build_points(selection)
@@ -391,7 +401,7 @@ def _run(
                 [collector, bench],
                 verbose,
             )
-        if code == int(pytest.ExitCode.INTERRUPTED):
+        if _interrupted(code):
             _keep_interrupted(json_path, selection, results_dir)
             raise KeyboardInterrupt  # pytest caught Ctrl-C; it is not the run's to swallow
         if not json_path.exists():
@@ -509,8 +519,8 @@ def _deliver(
     failed). Where a write fails after the work (a full disk), the whole run's measurements
     are kept in a temporary file and the message says where."""
     from engines._io import atomic_write_bytes
-    from harness.machine import git_info, machine_id
-    from harness.store import ResultsError, keep_somewhere, write_result
+    from harness.results.machine import git_info, machine_id
+    from harness.results.store import ResultsError, keep_somewhere, write_result
 
     payload = json.dumps(data, default=str).encode()
     failed: list[str] = []
@@ -550,8 +560,8 @@ def _deliver(
 def _keep_interrupted(json_path: Path, selection: Selection, results_dir: Path | None) -> None:
     """Store what an interrupted benchmark session measured, marked ``interrupted``: never
     a complete run (readers leave it out unless asked), never lost either."""
-    from harness.machine import git_info
-    from harness.store import write_result
+    from harness.results.machine import git_info
+    from harness.results.store import write_result
 
     try:
         data = json.loads(json_path.read_text()) if json_path.exists() else {}

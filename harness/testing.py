@@ -13,13 +13,15 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import pytest
 
-from harness.selection import UserModel
+from harness.cases.user import UserModel
 
 if TYPE_CHECKING:
-    from harness.parity import CheckOutcome
+    import pytest
+
+    from harness.checks.parity import CheckOutcome
     from harness.plugin import HarnessSession
+    from harness.results.schema import ExtraInfo
 
 __all__ = [
     "BenchmarkOutcome",
@@ -57,7 +59,9 @@ def check_fixture(
     trust_pickle: bool = False,
 ) -> PairVerdict:
     """Run ``harness check`` on a pair inside a test; fail the test with the evidence."""
-    from harness.check import CheckSetupError, check_pair, outcomes_table
+    import pytest
+
+    from harness.checks.pair import CheckSetupError, check_pair, outcomes_table
 
     try:
         outcomes = check_pair(
@@ -114,9 +118,12 @@ def benchmark_fixture(
     trust_pickle: bool = False,
 ) -> BenchmarkOutcome:
     """Time ``model`` at ``batch_size`` with pytest-benchmark, the reference in the same test."""
+    import pytest
+
     from engines import EngineConfig, OnnxEngine, SklearnEngine
-    from harness.bench import BenchPoint, percentiles
-    from harness.usermodel import UserModelError, load_user_model
+    from harness.cases.usermodel import UserModelError, load_user_model
+    from harness.results.schema import percentiles
+    from harness.timing.prepare import BenchPoint
 
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
@@ -138,6 +145,7 @@ def benchmark_fixture(
     )
     engine = OnnxEngine(loaded.model_path, config, offset=loaded.offset)  # strict provider
     info = engine.info()
+    active = "+".join(info["active_providers"])
     reps = -(-batch_size // len(loaded.rows))
     X = np.ascontiguousarray(np.tile(loaded.rows, (reps, 1))[:batch_size])
     method = getattr(engine, loaded.method)
@@ -146,12 +154,12 @@ def benchmark_fixture(
     estimate = max(time.perf_counter() - start, 1e-6)
     n_rounds = rounds or int(min(200, max(5, 0.2 / estimate)))
     point = BenchPoint(user.label, "onnx-user", provider, batch_size, threads)
-    extra = {
+    extra: ExtraInfo = {
         "case": user.label,
         "origin": "user",
         "engine": "onnx-user",
         "provider_requested": provider,
-        "provider_active": "+".join(info["active_providers"]),
+        "provider_active": active,
         "placement": info["placement"],
         "nodes_per_provider": info["nodes_per_provider"],
         "batch_size": batch_size,
@@ -185,7 +193,7 @@ def benchmark_fixture(
         )
         session.stored_rows.append(_row(node.nodeid, point.id, stats.data, benchmark.extra_info))
         if ref_samples:
-            ref_extra = {
+            ref_extra: ExtraInfo = {
                 **extra,
                 "engine": "sklearn",
                 "provider_requested": "-",
@@ -197,7 +205,7 @@ def benchmark_fixture(
             }
             ref_point = dataclasses.replace(point, engine="sklearn", provider="-")
             session.stored_rows.append(_row(node.nodeid, ref_point.id, ref_samples, ref_extra))
-    return BenchmarkOutcome(median, ref_median, speedup, extra["provider_active"], extra)
+    return BenchmarkOutcome(median, ref_median, speedup, active, extra)
 
 
 def _row(
@@ -225,9 +233,9 @@ def _row(
 
 def store_rows(rows: list[dict[str, Any]], results_dir: Path, git: Mapping[str, Any]) -> list[Path]:
     """Write ``harness_benchmark`` rows as one harness result file per provider."""
-    from harness.machine import library_versions, machine_id, machine_info
-    from harness.plugin import add_speedups
-    from harness.store import SCHEMA_VERSION, write_result
+    from harness.results.machine import machine_id, machine_info
+    from harness.results.schema import add_speedups, harness_block
+    from harness.results.store import write_result
 
     add_speedups(rows)
     info = machine_info()
@@ -238,15 +246,9 @@ def store_rows(rows: list[dict[str, Any]], results_dir: Path, git: Mapping[str, 
         mine = [r for r in rows if r["extra_info"]["provider_requested"] in (provider, "-")]
         payload = {
             "benchmarks": mine,
-            "harness": {
-                "schema_version": SCHEMA_VERSION,
-                "machine_id": machine,
-                "machine": info,
-                "versions": library_versions(),
-                "git": dict(git),
-                "profile": "pytest",
-                "provider": provider,
-            },
+            "harness": harness_block(
+                git=dict(git), profile="pytest", machine=info, provider=provider
+            ),
         }
         paths.append(
             write_result(

@@ -6,7 +6,7 @@ from typing import Any
 
 import numpy as np
 
-from harness.store import SCHEMA_VERSION
+from harness.results.store import SCHEMA_VERSION
 
 
 def bench_row(
@@ -64,7 +64,7 @@ def user_row(
     provider: str = "cpu",
     batch: int = 1,
 ) -> dict[str, Any]:
-    """A row of a user's own model, with the identity keys bench.py writes."""
+    """A row of a user's own model, with the identity keys harness.timing.prepare writes."""
     identity = {
         "origin": "user",
         "model_sha256": sha,

@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from harness.ab import Worker, ab_gate, calibrate, interleave, run_pairs
-from harness.bench import BenchPoint, Selection
 from harness.cli import main
+from harness.timing.ab import Worker, ab_gate, calibrate, interleave, run_pairs
+from harness.timing.prepare import BenchPoint, Selection
 
 ROOT = Path(__file__).resolve().parent.parent  # this project's checkout
 POINTS = [

@@ -16,11 +16,12 @@ import numpy as np
 import pytest
 from sklearn.ensemble import IsolationForest
 
-import harness.ab
+import harness.timing.ab
 from engines import export
-from harness.ab import ABError, Side, ab_gate, calibrate
-from harness.bench import Selection, UserModel
-from harness.worker import selection_from_message, selection_message
+from harness.cases.user import UserModel
+from harness.timing.ab import ABError, Side, ab_gate, calibrate
+from harness.timing.points import Selection
+from harness.timing.worker import selection_from_message, selection_message
 
 # A harness/ in the user's tree that must never be imported: the worker runs the installed one.
 TRAP = "raise ImportError('the harness of the tree under test was imported')\n"
@@ -143,7 +144,7 @@ def test_an_export_step_makes_the_model_in_each_tree(
             seen.append((side, side.selection.user_model.model.read_bytes()))
         raise ABError("stop before timing")
 
-    monkeypatch.setattr(harness.ab, "run_pairs", timed)
+    monkeypatch.setattr(harness.timing.ab, "run_pairs", timed)
     with pytest.raises(ABError, match="stop before timing"):
         ab_gate(ref, _user(), cwd=repo, prepare_cmd="cp models/forest.onnx model.onnx")
     (side_a, model_a), (side_b, model_b) = seen

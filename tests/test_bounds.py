@@ -10,7 +10,7 @@ from hypothesis import find, given, settings
 from hypothesis import strategies as st
 
 from engines.tolerance import SAFETY_FACTOR, Tolerance, check_within, derive_bound, fixed_bound
-from harness.strategies import boundary_rows, input_box, input_rows
+from harness.checks.strategies import boundary_rows, input_box, input_rows
 
 EPS32 = float(np.finfo(np.float32).eps)
 
@@ -234,7 +234,7 @@ def test_the_reference_float32_noise_sets_the_conditioning() -> None:
     from sklearn.mixture import GaussianMixture
 
     from engines import SklearnEngine
-    from harness.parity import ParityTarget
+    from harness.checks.parity import ParityTarget
 
     rng = np.random.default_rng(3)
     X = (rng.integers(0, 17, size=(300, 16)) * rng.uniform(0.5, 1, size=16)).astype(np.float32)

@@ -14,9 +14,9 @@ from onnx import numpy_helper
 from sklearn.ensemble import IsolationForest
 
 from engines import export
-from harness.check import CheckSetupError, check_pair, outcomes_table
-from harness.datasets import telemetry
-from harness.parity import CheckOutcome
+from harness.cases.datasets import telemetry
+from harness.checks.pair import CheckSetupError, check_pair, outcomes_table
+from harness.checks.parity import CheckOutcome
 
 pytestmark = pytest.mark.slow
 

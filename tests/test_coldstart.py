@@ -16,9 +16,12 @@ import pytest
 from onnx import TensorProto, helper
 
 from engines import EngineConfig
-from harness import coldstart
 from harness.cli import build_parser, main
-from harness.coldstart import (
+from harness.reports.report import _cold_start_section, render_markdown
+from harness.results.store import ResultsError, load_result
+from harness.run import _bench_args, _split_by_provider
+from harness.timing import coldstart
+from harness.timing.coldstart import (
     REPEATS,
     ColdStartTarget,
     cold_start_entry,
@@ -27,10 +30,7 @@ from harness.coldstart import (
     model_facts,
     session_settings,
 )
-from harness.report import _cold_start_section, render_markdown
-from harness.run import _bench_args, _split_by_provider
-from harness.selection import Selection
-from harness.store import ResultsError, load_result
+from harness.timing.points import Selection
 from tests._models import IR_VERSION, ONNX_OPSET, linear_detector
 from tests._results import bench_row, result_payload
 
@@ -313,7 +313,7 @@ def test_no_cold_start_reaches_the_benchmark_session(
 
 _SESSION_TEST = """
 def test_time(benchmark, harness_session):
-    from harness.bench import build_points
+    from harness.timing.prepare import build_points
 
     (point,) = build_points(harness_session.selection)
     runner = harness_session.runner(point)

@@ -12,17 +12,11 @@ from typing import Any
 
 import pytest
 
-import harness.check
+import harness.checks.pair
+from harness.checks.parity import PROFILES
 from harness.cli import DEPRECATED_OPTIONS, EXAMPLES, build_parser, main
-from harness.console import (
-    Progress,
-    PytestProgress,
-    format_left,
-    format_seconds,
-    item_label,
-    live_terminal,
-)
-from harness.parity import PROFILES
+from harness.console import Progress, format_left, format_seconds, item_label, live_terminal
+from harness.plugin import PytestProgress
 
 # -- help texts ---------------------------------------------------------------------------
 
@@ -79,7 +73,7 @@ def test_deprecated_profile_of_check_still_works_and_says_so(
         seen.update(kwargs)  # no work: the options are what is tested
         return []
 
-    monkeypatch.setattr(harness.check, "check_pair", fake_check_pair)
+    monkeypatch.setattr(harness.checks.pair, "check_pair", fake_check_pair)
     pair = ["check", "--model", str(tmp_path / "m.onnx"), "--reference", str(tmp_path / "m.skops")]
     assert main([*pair, "--profile", "nightly"]) == 0
     assert seen["profile"] == "nightly"

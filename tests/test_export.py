@@ -24,7 +24,7 @@ from engines import (
 from engines.export import default_tolerance
 from engines.metadata import LABEL_CONVENTION_KEY, decode_metadata
 from engines.tolerance import compare_outputs
-from harness.zoo import cases, exported, fitted
+from harness.cases.zoo import cases, exported, fitted
 
 # `engines.export` is also the name of the function the package exports: fetch the module.
 export_module = importlib.import_module("engines.export")

@@ -30,10 +30,10 @@ import pytest
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
-import harness.store
+import harness.results.store
 from harness.cli import main
-from harness.report import latest_runs
-from harness.store import (
+from harness.reports.report import latest_runs
+from harness.results.store import (
     ResultFile,
     keep_somewhere,
     load_result,
@@ -412,7 +412,7 @@ def test_run_numbers_past_9999_sort_in_run_order_and_never_collide(tmp_path: Pat
     paths = [_store(tmp_path, result_payload(sample_rows())) for _ in range(3)]
     assert [p.name.split("_")[0] for p in paths] == ["10000", "10002", "10003"]
     assert not list(folder.glob(".1000[023].reserved"))  # markers go with their writer
-    found = [p.name.split("_")[0] for p in harness.store.find_results([tmp_path])]
+    found = [p.name.split("_")[0] for p in harness.results.store.find_results([tmp_path])]
     assert found == ["9998", "9999", "10000", "10002", "10003"]
     latest, older = latest_runs(scan_results([tmp_path]).results)
     assert [r.path for r in latest] == [paths[-1]]
@@ -584,12 +584,12 @@ def test_run_store_failing_after_the_work_keeps_the_measurements(
     """The store fails after the benchmarks (a full disk): every measurement is kept in a
     file named in the message, readable by ``harness report``."""
     from harness.run import _deliver
-    from harness.selection import Selection
+    from harness.timing.points import Selection
 
     def full_disk(*args: Any, **kwargs: Any) -> Path:
         raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
 
-    monkeypatch.setattr(harness.store, "write_result", full_disk)
+    monkeypatch.setattr(harness.results.store, "write_result", full_disk)
     data = result_payload(sample_rows())
     paths, failed = _deliver(data, Selection(), tmp_path / "results", tmp_path / "run.json")
     assert (paths, failed) == ([], True)
@@ -636,12 +636,12 @@ def test_plugin_store_location_is_checked_before_any_test(tmp_path: Path) -> Non
 def test_a_harness_fault_exits_4_never_1(
     good_file: Path, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
-    import harness.gate
+    import harness.results.gate
 
     def broken(*args: Any, **kwargs: Any) -> Any:
         raise ZeroDivisionError("a bug in the gate")
 
-    monkeypatch.setattr(harness.gate, "gate", broken)
+    monkeypatch.setattr(harness.results.gate, "gate", broken)
     monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))  # the fault log goes here
     code, _, err = _cli("gate", str(good_file), str(good_file))
     assert code == 4
@@ -701,12 +701,12 @@ def test_interrupted_run_is_never_stored_as_complete(sig: signal.Signals, tmp_pa
 
 
 def test_keyboard_interrupt_exits_130(good_file: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    import harness.gate
+    import harness.results.gate
 
     def interrupted(*args: Any, **kwargs: Any) -> Any:
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(harness.gate, "gate", interrupted)
+    monkeypatch.setattr(harness.results.gate, "gate", interrupted)
     code, _, err = _cli("gate", str(good_file), str(good_file))
     assert code == 130
     assert err == "harness gate: interrupted\n"

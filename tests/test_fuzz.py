@@ -19,7 +19,7 @@ from engines import (
     SklearnEngine,
     export,
 )
-from harness.zoo import fitted
+from harness.cases.zoo import fitted
 
 N_FEATURES = 12  # the telemetry dataset's width
 

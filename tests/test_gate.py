@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 
 from harness.cli import main
-from harness.gate import gate, holm
-from harness.store import ResultFile, write_result
+from harness.results.gate import gate, holm
+from harness.results.store import ResultFile, write_result
 from tests._results import bench_row, result_payload, user_row
 
 

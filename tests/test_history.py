@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 
 from harness.cli import main
-from harness.history import build_series
-from harness.store import load_results, write_result
+from harness.results.history import build_series
+from harness.results.store import load_results, write_result
 from tests._results import bench_row, result_payload, user_row
 
 

@@ -1,4 +1,4 @@
-"""What identifies a benchmark: harness.store.benchmark_key and match."""
+"""What identifies a benchmark: harness.results.store.benchmark_key and match."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from harness.store import (
+from harness.results.store import (
     ResultFile,
     benchmark_key,
     describe_identity,

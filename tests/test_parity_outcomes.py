@@ -11,7 +11,7 @@ import numpy.typing as npt
 import pytest
 
 from engines import Engine, InputError, OnnxEngine, Tolerance
-from harness.parity import CheckOutcome, ParityTarget, check_plan, run_check
+from harness.checks.parity import CheckOutcome, ParityTarget, check_plan, run_check
 from tests._models import linear_detector
 
 Score = Callable[[npt.NDArray[Any]], npt.NDArray[Any]]

@@ -214,7 +214,7 @@ def test_project_detectors_load_from_skops(tmp_path: Path, rng_data: np.ndarray)
 
 def test_torch_detector_is_not_pickled_into_skops(tmp_path: Path) -> None:
     from engines import UnsupportedModelError, save_model
-    from harness.zoo import fitted
+    from harness.cases.zoo import fitted
 
     with pytest.raises(UnsupportedModelError, match="deploy the autoencoder as ONNX"):
         save_model(fitted("autoencoder"), tmp_path / "ae")

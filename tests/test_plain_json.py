@@ -11,10 +11,10 @@ import numpy as np
 import pytest
 
 from harness.cli import main
-from harness.gate import gate
-from harness.history import build_series
-from harness.report import compare_markdown, render_html, render_markdown
-from harness.store import ResultFile, ResultsError, load_result, load_results
+from harness.reports.report import compare_markdown, render_html, render_markdown
+from harness.results.gate import gate
+from harness.results.history import build_series
+from harness.results.store import ResultFile, ResultsError, load_result, load_results
 from tests._results import plain_payload, plain_row, result_payload, sample_rows
 
 NAMES = ("test_parse[small]", "test_parse[big]", "test_render", "test_sort")

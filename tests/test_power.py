@@ -16,8 +16,8 @@ from skl2onnx import to_onnx
 from sklearn.ensemble import IsolationForest
 from sklearn.svm import OneClassSVM
 
-from harness.check import check_pair
-from harness.datasets import telemetry
+from harness.cases.datasets import telemetry
+from harness.checks.pair import check_pair
 
 pytestmark = pytest.mark.slow
 

@@ -14,7 +14,7 @@ from sklearn.mixture import GaussianMixture
 
 from engines import EngineConfig, OnnxEngine
 from engines.native import native_to_onnx
-from harness.strategies import hyperparameters, input_rows, split_thresholds, training_data
+from harness.checks.strategies import hyperparameters, input_rows, split_thresholds, training_data
 
 CPU1 = EngineConfig(provider="cpu", intra_op_threads=1)
 SETTINGS = settings(

@@ -40,7 +40,7 @@ from engines import (
 )
 from engines.metadata import write_metadata
 from engines.native.pyod import PYOD_EXPORTABLE
-from harness.datasets import load_dataset
+from harness.cases.datasets import load_dataset
 
 pytest.importorskip("pyod")
 

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from engines import EngineConfig, ModelLoadError, OnnxEngine, quantize
-from harness.zoo import exported, fitted
+from harness.cases.zoo import exported, fitted
 
 CPU1 = EngineConfig(provider="cpu", intra_op_threads=1)
 
@@ -26,7 +26,7 @@ def forest_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def _rows() -> np.ndarray:
-    from harness.zoo import cases
+    from harness.cases.zoo import cases
 
     (case,) = cases(names=["autoencoder"])
     return case.data().X_test

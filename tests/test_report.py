@@ -6,8 +6,8 @@ from pathlib import Path
 import pytest
 
 from harness.cli import main
-from harness.report import compare_markdown, render_html, render_markdown, write_reports
-from harness.store import ResultFile, write_result
+from harness.reports.report import compare_markdown, render_html, render_markdown, write_reports
+from harness.results.store import ResultFile, write_result
 from tests._results import bench_row, result_payload, sample_rows, user_row
 
 
@@ -135,7 +135,7 @@ def test_reports_show_the_latest_run_per_machine_and_provider(tmp_path: Path) ->
         write_result(
             root, result_payload(sample_rows(scale)), machine_id="m", provider="cpu", commit=None
         )
-    from harness.store import load_results
+    from harness.results.store import load_results
 
     md = render_markdown(load_results([root]))
     assert "1 older run(s) not shown" in md

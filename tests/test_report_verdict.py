@@ -11,9 +11,10 @@ from typing import Any
 import numpy as np
 import pytest
 
-from harness.conformance import ConformanceRow, conformance_markdown, input_rows, plain_text
-from harness.report import render_html, render_markdown
-from harness.store import ResultFile
+from harness.reports.conformance import conformance_markdown, input_rows, plain_text
+from harness.reports.report import render_html, render_markdown
+from harness.results.schema import ConformanceRow
+from harness.results.store import ResultFile
 from tests._results import bench_row, result_payload
 
 _NAN_GAP = "skl2onnx's IsolationForest ignores scikit-learn's missing-value routing"
@@ -27,7 +28,7 @@ _POINTS = {
     ("gmm-diag", 100): (4.0, 30),
     ("gmm-diag", 10_000): (1.6, 5),
 }
-#: What bench.py stores of each export's parity from this version on.
+#: What harness.timing.prepare stores of each export's parity from this version on.
 _PARITY: dict[str, dict[str, Any]] = {
     "iforest-100": {
         "parity_max_abs_err": 3.9e-16,

@@ -11,10 +11,10 @@ import skops.io as sio
 from sklearn.ensemble import IsolationForest
 
 from engines import export
-from harness.bench import BenchPoint, Selection, build_points, split_list
 from harness.cli import main
-from harness.plugin import add_speedups
-from harness.store import load_results
+from harness.results.schema import add_speedups
+from harness.results.store import load_results
+from harness.timing.prepare import BenchPoint, Selection, build_points, split_list
 from tests._results import bench_row
 
 
@@ -163,7 +163,7 @@ def test_stored_results_are_read_by_pytest_benchmark_compare(tmp_path: Path) -> 
     import subprocess
     import sys
 
-    from harness.store import write_result
+    from harness.results.store import write_result
     from tests._results import result_payload, sample_rows
 
     path = write_result(

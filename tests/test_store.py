@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from harness.store import (
+from harness.results.store import (
     SCHEMA_VERSION,
     ResultsError,
     SkippedResultWarning,
@@ -85,7 +85,7 @@ def test_interrupted_write_leaves_nothing(tmp_path: Path) -> None:
     script = textwrap.dedent(f"""
         import os, signal, sys
         sys.path.insert(0, {str(Path.cwd())!r})
-        import harness.store as store
+        import harness.results.store as store
         from tests._results import result_payload, sample_rows
         real_fsync = os.fsync
         def interrupted(fd):
@@ -149,3 +149,11 @@ def test_folders_skip_bad_files_with_a_warning(tmp_path: Path) -> None:
     assert len(caught) == 2
     with pytest.raises(ResultsError):
         load_results([tmp_path], strict=True)
+
+
+def test_every_extra_info_key_the_store_checks_is_in_the_schema() -> None:
+    from harness.results import store
+    from harness.results.schema import ExtraInfo
+
+    checked = {*store._EXTRA_OPTIONAL, *store._EXTRA_REQUIRED, *store.IDENTITY_FIELDS}
+    assert checked <= set(ExtraInfo.__annotations__)

@@ -29,8 +29,8 @@ from engines import (
 )
 from engines._onnxmltools import split_thresholds, threshold_cloud
 from engines.detectors import SupervisedScorer
-from harness.datasets import load_dataset
-from harness.zoo import cases, exported, fitted
+from harness.cases.datasets import load_dataset
+from harness.cases.zoo import cases, exported, fitted
 
 lightgbm = pytest.importorskip("lightgbm")
 xgboost = pytest.importorskip("xgboost")

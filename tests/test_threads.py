@@ -16,13 +16,13 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 from sklearn.svm import OneClassSVM
 
-from harness.bench import BenchPoint, Selection, _with_n_jobs, build_points, prepare
+from harness.cases.zoo import cases
 from harness.options import add_selection_options, namespace_get, selection_from_options
-from harness.plugin import add_speedups
-from harness.report import render_html, render_markdown
-from harness.selection import PROFILES
-from harness.store import ResultFile, ResultsError, load_result, write_result
-from harness.zoo import cases
+from harness.reports.report import render_html, render_markdown
+from harness.results.schema import add_speedups
+from harness.results.store import ResultFile, ResultsError, load_result, write_result
+from harness.timing.points import PROFILES
+from harness.timing.prepare import BenchPoint, Selection, _with_n_jobs, build_points, prepare
 from tests._results import bench_row, result_payload, sample_rows
 
 # IsolationForest(300) at batch 10,000 on a 2-core machine (seconds): onnxruntime on 1 and
@@ -210,7 +210,7 @@ def test_n_jobs_of_a_process_pool_is_left_alone() -> None:
 def _prepared(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path, case: str, model: Any, threads: int
 ) -> Any:
-    monkeypatch.setattr("harness.bench.fitted", lambda name: model)
+    monkeypatch.setattr("harness.timing.prepare.fitted", lambda name: model)
     point = BenchPoint(case, "sklearn", "-", 10, threads)
     return prepare(point, Selection(cases=(case,)), tmp_path)
 

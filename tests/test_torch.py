@@ -14,7 +14,7 @@ from engines import (
     export_torch,
     read_metadata,
 )
-from harness.zoo import cases, fitted
+from harness.cases.zoo import cases, fitted
 
 CPU1 = EngineConfig(provider="cpu", intra_op_threads=1)
 

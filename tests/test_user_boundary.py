@@ -13,6 +13,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from harness.cases.user import UserModel
+from harness.cases.userdata import DataError, load_rows
 from harness.cli import main
 from harness.options import (
     OptionError,
@@ -21,8 +23,6 @@ from harness.options import (
     selection_from_options,
     to_pytest_args,
 )
-from harness.selection import UserModel
-from harness.userdata import DataError, load_rows
 
 
 def _get(**values: object) -> object:
@@ -231,9 +231,9 @@ def pair(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
 
 
 def test_user_model_identity_and_width(pair: dict[str, Path]) -> None:
-    from harness.bench import build_points, prepare
-    from harness.selection import Selection
-    from harness.usermodel import UserModelError, load_user_model
+    from harness.cases.usermodel import UserModelError, load_user_model
+    from harness.timing.points import Selection
+    from harness.timing.prepare import build_points, prepare
 
     user = UserModel(pair["onnx"], pair["skops"], pair["rows"])
     selection = Selection(batch_sizes=(1,), threads=(1,), user_model=user)
@@ -256,8 +256,8 @@ def test_user_model_identity_and_width(pair: dict[str, Path]) -> None:
 
 
 def test_a_skops_model_is_a_scikit_learn_run(pair: dict[str, Path]) -> None:
-    from harness.bench import build_points
-    from harness.selection import Selection
+    from harness.timing.points import Selection
+    from harness.timing.prepare import build_points
 
     selection = Selection(batch_sizes=(1,), threads=(1,), user_model=UserModel(pair["skops"]))
     points = build_points(selection)
@@ -286,7 +286,7 @@ def test_run_refuses_bad_inputs_before_any_work(
 def test_pickle_reference_needs_the_flag(pair: dict[str, Path], tmp_path: Path) -> None:
     import pickle
 
-    from harness.usermodel import UserModelError, load_user_model
+    from harness.cases.usermodel import UserModelError, load_user_model
 
     path = tmp_path / "forest.pkl"
     path.write_bytes(pickle.dumps(load_user_model(UserModel(pair["skops"])).estimator))

@@ -4,8 +4,8 @@ The skl2onnx graph (one TreeEnsembleRegressor per tree and their sum: ~8,000 nod
 project's native graph (one tree-ensemble node), both exported once here for the oldest target
 of the runtime matrix (1.20) so every release loads the same file, then loaded in a fresh
 process of each given interpreter (a tox runtime env: ``.tox/ort120/bin/python`` ...) by
-``harness.coldstart``: session creation (first, and the median of later ones), the first call,
-peak RSS. onnxruntime once had quadratic load time on big tree graphs (fixed in PR 27391);
+``harness.timing.coldstart``: session creation (first, and the median of later ones), the
+first call, peak RSS. onnxruntime once had quadratic load time on big tree graphs (fixed in PR 27391);
 this measures what each release pays.
 
     python docs/experiments/cold_start_matrix.py --python .tox/ort120/bin/python \\
@@ -26,7 +26,7 @@ from skl2onnx import to_onnx
 from sklearn.ensemble import IsolationForest
 
 from engines import EngineConfig, export
-from harness.coldstart import measure, model_facts, session_settings
+from harness.timing.coldstart import measure, model_facts, session_settings
 
 SKL2ONNX_OPSET = {"": 17, "ai.onnx.ml": 3}
 

@@ -2,9 +2,9 @@
 
 For plain skl2onnx conversions (IsolationForest with and without the score_samples option,
 OneClassSVM, GaussianMixture with score_samples, LocalOutlierFactor) and this project's export
-of every zoo case (``harness.zoo``: every estimator and pipeline, each exporter, the torch
+of every zoo case (``harness.cases.zoo``: every estimator and pipeline, each exporter, the torch
 autoencoder), the correct graph and four faulty copies are checked with
-``harness.check.check_pair`` on the case's test rows:
+``harness.checks.pair.check_pair`` on the case's test rows:
 
 - ``shift``: every score output + 1e-4 (labels untouched);
 - ``param``: one leaf / coefficient / component entry moved by 1%: the first tree's leaf most
@@ -45,8 +45,8 @@ import onnxruntime as ort
 from onnx import helper, numpy_helper
 
 from engines.tolerance import SAFETY_FACTOR
-from harness.check import CheckSetupError, check_pair
-from harness.parity import PROFILES, CheckOutcome
+from harness.checks.pair import CheckSetupError, check_pair
+from harness.checks.parity import PROFILES, CheckOutcome
 
 SHIFT = 1e-4
 THRESHOLD = 1e-3
@@ -95,7 +95,7 @@ def plain_pairs(cache: Path) -> Iterator[Pair]:
     from sklearn.neighbors import LocalOutlierFactor
     from sklearn.svm import OneClassSVM
 
-    from harness.datasets import load_dataset, telemetry
+    from harness.cases.datasets import load_dataset, telemetry
 
     data = telemetry(n_train=1500, n_test=400, seed=3)
     dense = load_dataset("telemetry-dense")
@@ -142,7 +142,7 @@ def plain_pairs(cache: Path) -> Iterator[Pair]:
 
 def zoo_pairs(cache: Path, profile: str) -> Iterator[Pair]:
     """This project's export of every zoo case up to ``profile``, by each exporter."""
-    from harness.zoo import cases, exported, fitted
+    from harness.cases.zoo import cases, exported, fitted
 
     for case in cases(profile):  # type: ignore[arg-type]
         for exporter in case.exporters:

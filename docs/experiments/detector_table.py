@@ -7,7 +7,7 @@ For each zoo case (default: the PyOD detectors on every data set and the boosted
   its bound (``engines.tolerance.fixed_bound`` with the case's tolerance: <= 1 passes);
 - speed-up of the ONNX engine over the library's own call (PyOD's ``decision_function``,
   scikit-learn's ``score_samples``, the scorer's ``score_samples`` over LightGBM / XGBoost), at
-  each batch size and thread count. Both sides are prepared by ``harness.bench.prepare``
+  each batch size and thread count. Both sides are prepared by ``harness.timing.prepare.prepare``
   exactly as ``harness run`` prepares them (threadpoolctl limits the library's pools to the
   same threads), and are timed side by side: each round times the library and then the
   engine, each for at least ``--min-time`` seconds; the speed-up is the median over rounds of
@@ -37,10 +37,10 @@ import onnxruntime as ort
 from engines import OnnxEngine, SklearnEngine
 from engines.export import default_tolerance
 from engines.tolerance import check_within, fixed_bound
-from harness.bench import BenchPoint, Runner, prepare
-from harness.machine import machine_info
-from harness.selection import Selection
-from harness.zoo import cases, exported, fitted
+from harness.cases.zoo import cases, exported, fitted
+from harness.results.machine import machine_info
+from harness.timing.points import Selection
+from harness.timing.prepare import BenchPoint, Runner, prepare
 
 DEFAULT_CASES = ("pyod-*", "lgbm-scorer", "xgb-scorer")
 

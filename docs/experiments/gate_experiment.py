@@ -3,7 +3,7 @@
 1. Collect raw timings on this machine in several separate processes, one after the other
    (so between-run drift, allocation and frequency changes are in the data): IsolationForest
    (100 trees) as native ONNX and in scikit-learn, at batch 1 and 100, interleaved call by call.
-2. A/A trials: two processes, a random subsample from each -> ``harness.gate.gate``; a trial
+2. A/A trials: two processes, a random subsample from each -> ``harness.results.gate.gate``; a trial
    cries wolf if any ONNX benchmark is called regressed. Injected trials: the same with the
    candidate's ONNX samples multiplied by 1.10 (scikit-learn, the yardstick, is unchanged).
 3. Three modes: a stored baseline gated on absolute time (any two processes), a stored
@@ -33,8 +33,8 @@ from typing import Any
 
 import numpy as np
 
-from harness.gate import Metric, gate
-from harness.store import SCHEMA_VERSION, ResultFile
+from harness.results.gate import Metric, gate
+from harness.results.store import SCHEMA_VERSION, ResultFile
 
 Runs = list[dict[str, list[float]]]
 
@@ -179,10 +179,10 @@ def collect_workers(pairs: int, rounds: int) -> WorkerRuns:
     """
     import tempfile
 
-    from harness.ab import Worker, interleave
+    from harness.timing.ab import Worker, interleave
 
     ROOT = Path(__file__).resolve().parents[2]
-    from harness.bench import BenchPoint
+    from harness.timing.prepare import BenchPoint
 
     points = [
         BenchPoint("iforest-100", engine, "cpu" if engine != "sklearn" else "-", batch, 1)

@@ -12,8 +12,9 @@ from typing import Any
 
 import pytest
 
-from harness.bench import BenchPoint, build_points, percentiles
 from harness.plugin import SESSION_KEY
+from harness.results.schema import percentiles, point_extra
+from harness.timing.prepare import BenchPoint, build_points
 
 #: Rounds per point, between which the profile's target seconds decide: ten at the least, so
 #: a slow point (a batch of 10,000) still has a median with a bootstrap interval and a p90;
@@ -41,14 +42,7 @@ def test_score_samples(benchmark: Any, point: BenchPoint, request: pytest.Fixtur
     target = session.selection.spec.target_seconds
     rounds = int(min(MAX_ROUNDS, max(MIN_ROUNDS, target / estimate)))
     benchmark.group = f"{point.case}-b{point.batch_size}-t{point.threads}"
-    benchmark.extra_info.update(
-        runner.info,
-        engine=point.engine,
-        exporter=point.exporter,
-        provider_requested=point.provider,
-        batch_size=point.batch_size,
-        threads=point.threads,
-    )
+    benchmark.extra_info.update(runner.info, **point_extra(point))
     with runner.thread_limits():
         benchmark.pedantic(runner.fn, args=(X,), rounds=rounds, iterations=1, warmup_rounds=1)
     if benchmark.stats is None:  # benchmarks disabled (unit-test run, xdist): a smoke run

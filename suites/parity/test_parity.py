@@ -12,10 +12,11 @@ import os
 
 import pytest
 
-from harness.conformance import ConformanceRow, outcome_row, parity_points, target_for
-from harness.parity import run_check
+from harness.cases.zoo import cases
+from harness.checks.parity import run_check
+from harness.checks.targets import outcome_row, parity_points, target_for
 from harness.plugin import SESSION_KEY, HarnessSession
-from harness.zoo import cases
+from harness.results.schema import ConformanceRow
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
@@ -62,7 +63,7 @@ _GPU_CHECKS = ("label_exact", "score_close", "batch_invariance")
 def test_parity_on_gpu_providers(gpu_provider: str, request: pytest.FixtureRequest) -> None:
     """The same checks on CUDA / TensorRT when really active; otherwise a skip with the reason,
     also in the conformance summary (engine ``onnx-native@cuda``)."""
-    from harness.bench import provider_skip
+    from harness.timing.prepare import provider_skip
 
     session: HarnessSession = request.config.stash[SESSION_KEY]
     engine = f"onnx-native@{gpu_provider}"
@@ -73,7 +74,7 @@ def test_parity_on_gpu_providers(gpu_provider: str, request: pytest.FixtureReque
             session.conformance.append(dataclasses.asdict(row))
         pytest.skip(reason)
     from engines import EngineConfig, OnnxEngine
-    from harness.zoo import exported
+    from harness.cases.zoo import exported
 
     target = target_for("iforest-100", "onnx-native")
     config = EngineConfig(provider=gpu_provider, intra_op_threads=1)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 import itertools
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -14,8 +14,9 @@ import numpy as np
 import numpy.typing as npt
 
 from engines import EngineConfig, OnnxEngine, SklearnEngine, Tolerance, probe_providers
-from harness.selection import PROFILES, ProfileSpec, Selection, UserModel, split_list
-from harness.zoo import ModelCase, cases, exported, fitted
+from harness.cases.user import UserModel
+from harness.cases.zoo import ModelCase, cases, exported, fitted
+from harness.timing.points import PROFILES, ProfileSpec, Selection, split_list
 
 __all__ = [
     "PROFILES",
@@ -296,7 +297,7 @@ def _timed_method(engine: Any) -> str:
 
 
 def _prepare_user(point: BenchPoint, selection: Selection) -> Runner:
-    from harness.usermodel import load_user_model
+    from harness.cases.usermodel import load_user_model
 
     user = selection.user_model
     assert user is not None
@@ -335,9 +336,3 @@ def _prepare_user(point: BenchPoint, selection: Selection) -> Runner:
         info,
         model_path=None if point.engine == "sklearn" else loaded.model_path,  # as shipped
     )
-
-
-def percentiles(samples: Sequence[float]) -> dict[str, float]:
-    """p50/p90/p99 of raw seconds, in milliseconds."""
-    data = np.asarray(samples, dtype=np.float64) * 1e3
-    return {f"p{q}_ms": float(np.percentile(data, q)) for q in (50, 90, 99)}

@@ -1,4 +1,4 @@
-"""Parity targets from the zoo, and the conformance summary (JSON + markdown)."""
+"""The conformance summary of the parity suite: counts, failures, known gaps (JSON + markdown)."""
 
 from __future__ import annotations
 
@@ -8,144 +8,17 @@ import math
 import re
 from collections import Counter, defaultdict
 from collections.abc import Sequence
-from functools import cache
 from pathlib import Path
-from typing import Any
 
-import numpy as np
-
-from engines import EngineConfig, FallbackEngine, OnnxEngine, SklearnEngine
-from engines.export import default_tolerance
-from harness.parity import CheckOutcome, ParityTarget, applicable_checks
-from harness.strategies import split_thresholds
-from harness.zoo import ModelCase, cases, exported, fitted
+from harness.results.schema import ConformanceRow
 
 __all__ = [
-    "ConformanceRow",
     "conformance_counts",
     "conformance_markdown",
     "input_rows",
-    "parity_points",
     "plain_text",
-    "target_for",
     "write_conformance",
 ]
-
-CPU1 = EngineConfig(provider="cpu", intra_op_threads=1)
-
-
-@dataclasses.dataclass(frozen=True)
-class ConformanceRow:
-    """One case x engine x check result."""
-
-    case: str
-    engine: str
-    check: str
-    status: str  # pass / fail / xfail / xpass / skip
-    examples: int
-    measured: float | None
-    message: str
-    minimal_input: list[list[float]] | None = None
-
-
-def engines_for(case: ModelCase) -> list[str]:
-    """Every exporter that supports the case, a quantized variant where one applies, and the
-    fallback engine on the best exporter."""
-    out = [f"onnx-{e}" for e in case.exporters]
-    if "torch" in case.exporters:
-        out.append("onnx-torch-int8")
-    out.append("fallback")
-    return out
-
-
-def parity_points(profile: str, names: Sequence[str] | None = None) -> list[tuple[str, str, str]]:
-    """(case, engine, check) triples for a hypothesis profile: ci covers the fast zoo and the
-    autoencoder; nightly and dev cover every case. ``names`` (``--cases``) chooses the cases
-    instead, whatever their profile; only they are fitted and exported."""
-    if names:
-        chosen = cases(names=list(names))
-    elif profile == "nightly":
-        chosen = cases("large")
-    else:
-        chosen = [c for c in cases("large") if c.profile == "fast" or c.name == "autoencoder"]
-    out = []
-    for case in chosen:
-        for engine in engines_for(case):
-            for check in applicable_checks(target_for(case.name, engine)):
-                out.append((case.name, engine, check))
-    return out
-
-
-@cache
-def target_for(case_name: str, engine: str) -> ParityTarget:
-    """The engine under test for (case, engine), with its reference and input policy."""
-    (case,) = cases(names=[case_name])
-    model = fitted(case_name)
-    reference = SklearnEngine(model)
-    rows = case.data().X_test[:200]
-    exporter = engine.split("-")[1] if engine.startswith("onnx-") else case.best_exporter
-    report = exported(case_name, exporter)
-    tolerance = case.tolerance(exporter) or default_tolerance(model, exporter)
-    meta = OnnxEngine(report.model, CPU1).metadata
-    candidate: Any
-    rank_bounds = None
-    if engine.endswith("-int8"):
-        candidate = _int8(case_name, exporter)
-        rank_bounds = (0.9, 0.7)
-    elif engine == "fallback":
-        candidate = FallbackEngine(OnnxEngine(report.model, CPU1), reference)
-    else:
-        candidate = OnnxEngine(report.model, CPU1)
-    eager = None
-    if exporter == "torch" and not engine.endswith("-int8"):
-        import torch
-
-        module = model.module_
-
-        def eager(X: Any) -> Any:
-            with torch.no_grad():
-                return module(torch.from_numpy(np.ascontiguousarray(X, dtype=np.float32))).numpy()
-
-    return ParityTarget(
-        reference=reference,
-        candidate=candidate,
-        base_rows=rows,
-        tolerance=tolerance,
-        thresholds=split_thresholds(model),
-        accepts_nan=bool(meta.get("accepts_nan")),
-        accepts_inf=bool(meta.get("accepts_inf")),
-        exact_labels=tolerance.label_agreement == 1.0,
-        eager=eager,
-        rank_bounds=rank_bounds,
-        # NaN and inf in errors_match only: a known gap on non-finite input is one expected
-        # failure, the same on every machine, not a chance finding of whichever check drew it.
-        isolate_non_finite=True,
-    )
-
-
-def _int8(case_name: str, exporter: str) -> OnnxEngine:
-    import tempfile
-
-    from engines import quantize
-
-    with tempfile.TemporaryDirectory() as tmp:
-        source, target = Path(tmp) / "fp32.onnx", Path(tmp) / "int8.onnx"
-        source.write_bytes(exported(case_name, exporter).model.SerializeToString())
-        quantize(source, target, "dynamic-int8")
-        return OnnxEngine(target.read_bytes(), CPU1)
-
-
-def outcome_row(case: str, engine: str, outcome: CheckOutcome, status: str) -> ConformanceRow:
-    return ConformanceRow(
-        case,
-        engine,
-        outcome.check,
-        status,
-        outcome.examples,
-        outcome.measured,
-        outcome.message,
-        outcome.minimal_input,
-    )
 
 
 #: Statuses in the order the summary names them, with the words it uses.
@@ -214,7 +87,8 @@ def conformance_markdown(rows: Sequence[ConformanceRow]) -> str:
 def _findings(rows: Sequence[ConformanceRow]) -> list[str]:
     """Per case x engine: the declared reasons (known gaps), a table of the checks and each
     distinct minimal input once, naming the checks that found it."""
-    declared = _declared_gaps()
+    gapped = any(r.status in ("xfail", "xpass") for r in rows)
+    declared = _declared_gaps() if gapped else {}
     groups: dict[tuple[str, str], list[ConformanceRow]] = defaultdict(list)
     for r in rows:
         groups[(r.case, r.engine)].append(r)
@@ -294,7 +168,10 @@ def _cell(text: str) -> str:
 
 
 def _declared_gaps() -> dict[tuple[str, str], str]:
-    """(case, "engine:check") -> the reason the zoo declares for that known gap."""
+    """(case, "engine:check") -> the reason the zoo declares for that known gap (results hold
+    no reasons; the zoo is imported here only, when a known gap is shown)."""
+    from harness.cases.zoo import cases
+
     return {(c.name, key): why for c in cases("large") for key, why in c.known_gaps.items()}
 
 

@@ -20,7 +20,7 @@ from sklearn.svm import OneClassSVM
 
 from engines import ExportReport, PCAReconstructionDetector, Tolerance, export
 from engines.detectors import SupervisedScorer
-from harness.datasets import Dataset, load_dataset
+from harness.cases.datasets import Dataset, load_dataset
 
 __all__ = ["CASES", "EXPORTERS", "ModelCase", "cases", "exported", "fitted"]
 
@@ -112,7 +112,7 @@ _SKL2ONNX_NAN = (
     "skl2onnx's IsolationForest ignores scikit-learn's missing-value routing: rows with NaN "
     "get other scores and labels (minimal input: one row, one NaN)"
 )
-# NaN is drawn in errors_match only (harness.conformance): one cause, one expected failure.
+# NaN is drawn in errors_match only (harness.checks.targets): one cause, one expected failure.
 _SKL2ONNX_FOREST_GAPS = {"onnx-skl2onnx:errors_match": _SKL2ONNX_NAN}
 
 

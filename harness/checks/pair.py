@@ -30,8 +30,8 @@ from engines import (
 from engines.export import input_policy, validation_rows
 from engines.metadata import ACCEPTS_INF_KEY, ACCEPTS_NAN_KEY
 from engines.onnx_engine import ModelSource
-from harness.parity import CHECKS, CheckOutcome, ParityTarget, check_plan, run_check
-from harness.strategies import boundary_rows, split_thresholds
+from harness.checks.parity import CHECKS, CheckOutcome, ParityTarget, check_plan, run_check
+from harness.checks.strategies import boundary_rows, split_thresholds
 
 __all__ = ["CheckSetupError", "check_pair", "outcomes_table"]
 
@@ -71,7 +71,7 @@ def _rows(data: Any, ref: SklearnEngine, width: int) -> npt.NDArray[np.float32]:
     if data is None:
         rows = validation_rows(ref.estimator, width, n=256)
     elif isinstance(data, str | os.PathLike):
-        from harness.userdata import DataError, load_rows
+        from harness.cases.userdata import DataError, load_rows
 
         try:
             return load_rows(Path(data), n_features=width, feature_names=ref.feature_names)

@@ -2,7 +2,7 @@
 
 Serving stacks and serverless functions pay for the import, the session and the first call,
 not only for scoring. For each benchmarked model this records, in a FRESH Python process
-(``python -m harness.coldstart``, a JSON spec on stdin, a JSON answer on stdout), since a
+(``python -m harness.timing.coldstart``, a JSON spec on stdin, a JSON answer on stdout), since a
 clean process is what a cold start is and resident memory is counted per process:
 
 - ``import_seconds``: ``import onnxruntime`` (numpy is imported first: every caller of
@@ -160,7 +160,7 @@ def measure(
     }
     try:
         done = subprocess.run(
-            [python, "-m", "harness.coldstart"],
+            [python, "-m", "harness.timing.coldstart"],
             input=json.dumps(spec),
             capture_output=True,
             text=True,
@@ -385,7 +385,7 @@ def _child(spec: dict[str, Any]) -> dict[str, Any]:
 
 
 def main() -> int:
-    """``python -m harness.coldstart``: a JSON spec on stdin, one JSON line on stdout."""
+    """``python -m harness.timing.coldstart``: a JSON spec on stdin, one JSON line on stdout."""
     spec = json.loads(sys.stdin.read())
     print(json.dumps(_child(spec)), flush=True)
     return 0

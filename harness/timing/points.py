@@ -9,14 +9,14 @@ from __future__ import annotations
 import dataclasses
 import os
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any, Literal
+
+from harness.cases.user import UserModel
 
 __all__ = [
     "PROFILES",
     "ProfileSpec",
     "Selection",
-    "UserModel",
     "split_list",
 ]
 
@@ -39,40 +39,6 @@ PROFILES: dict[str, ProfileSpec] = {
     "quick": ProfileSpec((1, 100, 10_000), _ONE_AND_ALL, False, False, 0.15, "large"),
     "full": ProfileSpec((1, 10, 100, 1_000, 10_000), _ONE_AND_ALL, True, True, 0.6, "large"),
 }
-
-
-@dataclasses.dataclass(frozen=True)
-class UserModel:
-    """Bring your own model: an ONNX or skops model, an optional reference, optional data.
-
-    ``name`` is what its benchmarks are called (default: the model file's stem); ``trusted``
-    and ``trust_pickle`` say which reference files may be loaded; ``known_gaps`` (check ->
-    reason) and ``input_bound`` shape the parity checks of the pair.
-    """
-
-    model: Path
-    reference: Path | None = None
-    data: Path | None = None
-    n_features: int | None = None
-    name: str | None = None
-    trusted: tuple[str, ...] = ()
-    trust_pickle: bool = False
-    known_gaps: tuple[tuple[str, str], ...] = ()  # (check, reason) pairs: hashable
-    input_bound: float | None = None
-
-    @property
-    def label(self) -> str:
-        """The benchmark name of this model."""
-        return self.name or self.model.stem
-
-    @property
-    def gaps(self) -> dict[str, str]:
-        """Declared known gaps, check -> reason."""
-        return dict(self.known_gaps)
-
-    @property
-    def is_onnx(self) -> bool:
-        return self.model.suffix.lower() == ".onnx"
 
 
 @dataclasses.dataclass(frozen=True)

@@ -12,8 +12,8 @@ import numpy.typing as npt
 
 from engines import EngineConfig, EngineError, OnnxEngine, SklearnEngine
 from engines.persistence import load_model_and_sha256
-from harness.selection import UserModel
-from harness.userdata import DataError, load_rows
+from harness.cases.user import UserModel
+from harness.cases.userdata import DataError, load_rows
 
 __all__ = ["LoadedUserModel", "UserModelError", "load_user_model"]
 

@@ -1,6 +1,6 @@
 """Parity checks: does an engine answer like its scikit-learn reference? Hypothesis finds out.
 
-Each check is a property over batches drawn by ``harness.strategies.input_rows``. An engine's
+Each check is a property over batches drawn by ``harness.checks.strategies.input_rows``. An engine's
 answers are held, row by row, either to a bound derived from the reference's own numerical
 noise on those rows (``engines.tolerance.derive_bound``; the default for a user's pair) or to
 a given rtol / atol (the zoo's cases). A check reports pass, fail, skip (with the reason),
@@ -30,7 +30,7 @@ from scipy import stats
 
 from engines import Engine, EngineError, InputError, OnnxEngine, SklearnEngine, Tolerance
 from engines.tolerance import RowBound, check_within, derive_bound, fixed_bound, float32_twin
-from harness.strategies import input_rows
+from harness.checks.strategies import input_rows
 
 __all__ = [
     "CHECKS",

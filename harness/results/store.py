@@ -36,6 +36,7 @@ from pathlib import Path
 from typing import Any, Literal, NamedTuple
 
 from engines._io import write_temp
+from harness.results.schema import SCHEMA_VERSION
 
 __all__ = [
     "IDENTITY_FIELDS",
@@ -72,9 +73,6 @@ __all__ = [
     "write_result",
 ]
 
-#: Version of the ``harness`` block. Bump it when its meaning changes; the loader refuses
-#: versions it does not know.
-SCHEMA_VERSION = 1
 #: A stored run's name: harness (``NNNN_<commit>_<time>.json``) or pytest-benchmark storage.
 _NUMBERED = re.compile(r"^(\d{4,})_.*\.json$")
 
@@ -547,8 +545,8 @@ def _check_harness(block: dict[str, Any]) -> None:
             _need(entry, key, where_i, check, optional=optional)
 
 
-#: A ``harness.cold_start`` entry (harness.coldstart): field -> (check, optional). Numbers are
-#: null where the measurement failed (``error`` says why).
+#: A ``harness.cold_start`` entry (harness.timing.coldstart): field -> (check, optional).
+#: Numbers are null where the measurement failed (``error`` says why).
 _COLD_START: dict[str, tuple[_Check, bool]] = {
     "case": (_text, False),
     "engine": (_text, False),
@@ -733,7 +731,7 @@ def _object(value: Any) -> dict[str, Any]:
 
 def _plain_machine_id(info: dict[str, Any]) -> str:
     """A folder-safe machine name from pytest-benchmark's ``machine_info``: CPU brand and
-    count (like :func:`harness.machine.machine_id`), else the host name."""
+    count (like :func:`harness.results.machine.machine_id`), else the host name."""
     cpu = _object(info.get("cpu"))
     brand = _slug(cpu.get("brand_raw") or cpu.get("brand"))
     count = cpu.get("count")
@@ -823,20 +821,22 @@ def benchmark_key(
     if plain:
         name = str(row.get("fullname") or row["name"])
         at = "" if provider == "-" else f"@{provider}"
-        return BenchmarkKey(name + at, name, provider, plain=True, identity=identity)
+        return BenchmarkKey(
+            id=name + at, name=name, provider=provider, plain=True, identity=identity
+        )
     if origin is not None:
         identity["origin"] = origin
     case, engine = extra.get("case"), extra.get("engine")
     batch, threads = extra.get("batch_size"), extra.get("threads")
     where = engine if provider == "-" else f"{engine}-{provider}"
     return BenchmarkKey(
-        f"{case}[{where}]-b{batch}-t{threads}",
-        f"{case}[{engine}]-b{batch}-t{threads}",
-        provider,
-        case,
-        engine,
-        batch,
-        threads,
+        id=f"{case}[{where}]-b{batch}-t{threads}",
+        name=f"{case}[{engine}]-b{batch}-t{threads}",
+        provider=provider,
+        case=case,
+        engine=engine,
+        batch_size=batch,
+        threads=threads,
         identity=identity,
     )
 

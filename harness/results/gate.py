@@ -11,9 +11,9 @@ A and of B were measured moments apart, so the ratio is exp(median of log(B_i / 
 interval a bootstrap of that median, and the test Wilcoxon's signed-rank test: the machine's
 bursts, common to both samples of a pair, cancel.
 
-Benchmarks pair as :func:`harness.store.match` says: never across providers, and never across
-user models whose sha256, input width or estimator differ (those are listed as not comparable,
-unless ``model_change="compare"``). Rows without raw samples (pytest-benchmark without
+Benchmarks pair as :func:`harness.results.store.match` says: never across providers, and never
+across user models whose sha256, input width or estimator differ (those are listed as not
+comparable, unless ``model_change="compare"``). Rows without raw samples (pytest-benchmark without
 ``--benchmark-save-data``) cannot be tested: they are inconclusive, with their medians shown.
 """
 
@@ -28,7 +28,7 @@ import numpy as np
 import numpy.typing as npt
 from scipy import stats
 
-from harness.store import (
+from harness.results.store import (
     BenchmarkKey,
     ModelChange,
     ResultFile,
@@ -265,18 +265,18 @@ def gate(
             ratio = value_b / value_a if value_a else nan
             rows.append(
                 GateRow(
-                    name,
-                    len(a),
-                    len(b),
-                    value_a,
-                    value_b,
-                    ratio,
-                    nan,
-                    nan,
-                    1.0,
-                    1.0,
-                    "inconclusive",
-                    note,
+                    name=name,
+                    n_baseline=len(a),
+                    n_candidate=len(b),
+                    baseline=value_a,
+                    candidate=value_b,
+                    ratio=ratio,
+                    ci_low=nan,
+                    ci_high=nan,
+                    p_value=1.0,
+                    p_adjusted=1.0,
+                    verdict="inconclusive",
+                    note=note,
                 )
             )
             continue
@@ -286,31 +286,31 @@ def gate(
             value_a, value_b = 1.0 / value_a, 1.0 / value_b
         rows.append(
             GateRow(
-                name,
-                len(a),
-                len(b),
-                value_a,
-                value_b,
-                ratio,
-                low,
-                high,
-                p,
-                float(adjusted),
-                verdict,
-                note,
+                name=name,
+                n_baseline=len(a),
+                n_candidate=len(b),
+                baseline=value_a,
+                candidate=value_b,
+                ratio=ratio,
+                ci_low=low,
+                ci_high=high,
+                p_value=p,
+                p_adjusted=float(adjusted),
+                verdict=verdict,
+                note=note,
             )
         )
     return GateReport(
-        tuple(rows),
-        tuple(found.only_a),
-        tuple(found.only_b),
-        metric,
-        threshold,
-        alpha,
-        confidence,
-        paired,
-        tuple(found.not_comparable),
-        model_change,
+        rows=tuple(rows),
+        only_baseline=tuple(found.only_a),
+        only_candidate=tuple(found.only_b),
+        metric=metric,
+        threshold=threshold,
+        alpha=alpha,
+        confidence=confidence,
+        paired=paired,
+        not_comparable=tuple(found.not_comparable),
+        model_change=model_change,
     )
 
 

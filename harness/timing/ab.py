@@ -44,12 +44,13 @@ import numpy as np
 
 import harness
 from harness._signals import on_sigterm
-from harness.bench import BenchPoint, Selection, UserModel, build_points
-from harness.gate import GateReport, gate
-from harness.machine import git_info, library_versions, machine_id, machine_info
-from harness.plugin import add_speedups
-from harness.store import SCHEMA_VERSION, ResultFile
-from harness.worker import selection_message
+from harness.cases.user import UserModel
+from harness.results.gate import GateReport, gate
+from harness.results.machine import git_info, machine_id
+from harness.results.schema import add_speedups, harness_block, point_extra
+from harness.results.store import ResultFile
+from harness.timing.prepare import BenchPoint, Selection, build_points
+from harness.timing.worker import selection_message
 
 __all__ = [
     "ABError",
@@ -398,14 +399,9 @@ def _result(ab: ABSamples, side: Literal["A", "B"], points: Sequence[BenchPoint]
         if "model" in info:  # a path in a temporary worktree says nothing: keep it repo-relative
             with contextlib.suppress(ValueError):
                 info["model"] = str(Path(info["model"]).relative_to(worker.tree))
-        extra = {
+        extra: dict[str, Any] = {
             **info,
-            "engine": point.engine,
-            "case": point.case,
-            "exporter": point.exporter,
-            "provider_requested": point.provider,
-            "batch_size": point.batch_size,
-            "threads": point.threads,
+            **point_extra(point),
             "calls_per_sample": ab.workers[0].points[point.id]["calls"],
         }
         stats = {
@@ -426,19 +422,15 @@ def _result(ab: ABSamples, side: Literal["A", "B"], points: Sequence[BenchPoint]
             }
         )
     add_speedups(rows)
-    harness = {
-        "schema_version": SCHEMA_VERSION,
-        "machine_id": machine_id(),
-        "machine": machine_info(),
-        "versions": library_versions(),
-        "git": worker.git,
-        "provider": "cpu",
-        "profile": "ab",
-        "skipped": ab.skipped,
-        "paired": True,
-        "worker_pairs": ab.pairs,
-        "rounds_per_pair": ab.rounds_per_pair,
-    }
+    harness = harness_block(
+        git=worker.git,
+        profile="ab",
+        provider="cpu",
+        skipped=ab.skipped,
+        paired=True,
+        worker_pairs=ab.pairs,
+        rounds_per_pair=ab.rounds_per_pair,
+    )
     return ResultFile(Path(f"{side}.json"), {"benchmarks": rows, "harness": harness})
 
 

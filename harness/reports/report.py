@@ -20,7 +20,7 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
-from harness.store import (
+from harness.results.store import (
     Matches,
     ModelChange,
     ResultFile,
@@ -187,9 +187,9 @@ _Speedups = dict[int, _Speedup]  # id(row) -> its speed-up, for the rows of one 
 def _speedups(results: Sequence[ResultFile]) -> _Speedups:
     """Each engine row's speed-up against the scikit-learn row of the same run, case, batch
     and threads: the ratio of medians of the raw samples with the gate's bootstrap interval
-    (:func:`harness.gate.ratio_interval`); the stored ``speedup_vs_sklearn`` without an
+    (:func:`harness.results.gate.ratio_interval`); the stored ``speedup_vs_sklearn`` without an
     interval where either row has fewer than 5 raw samples."""
-    from harness.gate import ratio_interval
+    from harness.results.gate import ratio_interval
 
     out: _Speedups = {}
     for result in results:
@@ -343,7 +343,8 @@ def _harness_sections(results: Sequence[ResultFile], speedups: _Speedups) -> lis
     lines += _parity_section(by_series, engines)
     conformance = [row for result in results for row in result.harness.get("conformance", [])]
     if conformance:
-        from harness.conformance import ConformanceRow, conformance_markdown
+        from harness.reports.conformance import conformance_markdown
+        from harness.results.schema import ConformanceRow
 
         rows_c = [ConformanceRow(**row) for row in conformance]
         lines += ["", *conformance_markdown(rows_c).rstrip().splitlines()]
@@ -648,7 +649,7 @@ def _fmt_g(value: float | None, scale: float = 1.0) -> str:
 
 
 def _cold_start_section(results: Sequence[ResultFile]) -> list[str]:
-    """Cold start per model (``harness.coldstart``): one row per model, provider and
+    """Cold start per model (``harness.timing.coldstart``): one row per model, provider and
     onnxruntime version, a model's versions next to each other, oldest first; [] when no
     result holds a ``cold_start`` block."""
     found: dict[tuple[str, ...], dict[str, Any]] = {}
@@ -846,7 +847,8 @@ def _parity_verdict(results: Sequence[ResultFile]) -> list[str]:
                 + (f"**{counts['fail']} fail** ({', '.join(failed)})" if failed else "0 fail")
             )
         if conformance:
-            from harness.conformance import ConformanceRow, conformance_counts
+            from harness.reports.conformance import conformance_counts
+            from harness.results.schema import ConformanceRow
 
             n = conformance_counts([ConformanceRow(**c) for c in conformance])
             bad = n["fail"] + n["xpass"]
@@ -1392,7 +1394,7 @@ def write_reports(
 def compare_rows(
     a: Sequence[ResultFile], b: Sequence[ResultFile], *, model_change: ModelChange = "refuse"
 ) -> Matches:
-    """The benchmarks of A and B paired as :func:`harness.store.match` pairs them."""
+    """The benchmarks of A and B paired as :func:`harness.results.store.match` pairs them."""
     return match(keyed_rows(a), keyed_rows(b), model_change=model_change)
 
 

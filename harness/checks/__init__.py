@@ -1,0 +1,1 @@
+"""How it is checked: Hypothesis strategies, parity checks, parity targets, ``harness check``."""

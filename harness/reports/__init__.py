@@ -1,0 +1,1 @@
+"""How results are reported: markdown and HTML reports, conformance and history pages."""

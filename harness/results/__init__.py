@@ -1,0 +1,1 @@
+"""How results are stored, compared and gated: schema, store, gate, history, machine."""
