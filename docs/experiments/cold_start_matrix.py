@@ -5,8 +5,8 @@ project's native graph (one tree-ensemble node), both exported once here for the
 of the runtime matrix (1.20) so every release loads the same file, then loaded in a fresh
 process of each given interpreter (a tox runtime env: ``.tox/ort120/bin/python`` ...) by
 ``harness.timing.coldstart``: session creation (first, and the median of later ones), the
-first call, peak RSS. onnxruntime once had quadratic load time on big tree graphs (fixed in PR 27391);
-this measures what each release pays.
+first call, peak RSS. onnxruntime once had quadratic load time on big tree graphs (fixed in
+PR 27391); this measures what each release pays.
 
     python docs/experiments/cold_start_matrix.py --python .tox/ort120/bin/python \\
         --python .tox/ort122/bin/python --python .tox/ort132/bin/python [--out DIR]

@@ -732,7 +732,7 @@ def _markdown(results: Sequence[ResultFile], title: str, speedups: _Speedups) ->
     lines = [f"# {title}", ""]
     if older:
         lines += [
-            f"Latest run per machine and provider; {len(older)} older run(s) not shown "
+            f"Latest run per machine, provider and onnxruntime release; {len(older)} older run(s) not shown "
             "(compare runs with `harness compare`).",
             "",
         ]
