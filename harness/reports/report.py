@@ -732,8 +732,8 @@ def _markdown(results: Sequence[ResultFile], title: str, speedups: _Speedups) ->
     lines = [f"# {title}", ""]
     if older:
         lines += [
-            f"Latest run per machine, provider and onnxruntime release; {len(older)} older run(s) not shown "
-            "(compare runs with `harness compare`).",
+            "Latest run per machine, provider and onnxruntime release; "
+            f"{len(older)} older run(s) not shown (compare runs with `harness compare`).",
             "",
         ]
     verdict = _verdict(ours, speedups)
