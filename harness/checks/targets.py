@@ -12,6 +12,7 @@ import numpy as np
 
 from engines import EngineConfig, FallbackEngine, OnnxEngine, SklearnEngine
 from engines.export import default_tolerance
+from harness.cases.variants import EngineVariant
 from harness.cases.zoo import ModelCase, cases, exported, fitted
 from harness.checks.parity import CheckOutcome, ParityTarget, applicable_checks
 from harness.checks.strategies import split_thresholds
@@ -25,11 +26,11 @@ CPU1 = EngineConfig(provider="cpu", intra_op_threads=1)
 def engines_for(case: ModelCase) -> list[str]:
     """Every exporter that supports the case, a quantized variant where one applies, and the
     fallback engine on the best exporter."""
-    out = [f"onnx-{e}" for e in case.exporters]
+    variants = [EngineVariant("onnx", e) for e in case.exporters]
     if "torch" in case.exporters:
-        out.append("onnx-torch-int8")
-    out.append("fallback")
-    return out
+        variants.append(EngineVariant("onnx", "torch", quantized=True))
+    variants.append(EngineVariant("fallback"))
+    return [str(v) for v in variants]
 
 
 def parity_points(profile: str, names: Sequence[str] | None = None) -> list[tuple[str, str, str]]:
@@ -57,21 +58,22 @@ def target_for(case_name: str, engine: str) -> ParityTarget:
     model = fitted(case_name)
     reference = SklearnEngine(model)
     rows = case.data().X_test[:200]
-    exporter = engine.split("-")[1] if engine.startswith("onnx-") else case.best_exporter
+    variant = EngineVariant.parse(engine)
+    exporter = variant.exporter or case.best_exporter
     report = exported(case_name, exporter)
     tolerance = case.tolerance(exporter) or default_tolerance(model, exporter)
     meta = OnnxEngine(report.model, CPU1).metadata
     candidate: Any
     rank_bounds = None
-    if engine.endswith("-int8"):
+    if variant.quantized:
         candidate = _int8(case_name, exporter)
         rank_bounds = (0.9, 0.7)
-    elif engine == "fallback":
+    elif variant.kind == "fallback":
         candidate = FallbackEngine(OnnxEngine(report.model, CPU1), reference)
     else:
         candidate = OnnxEngine(report.model, CPU1)
     eager = None
-    if exporter == "torch" and not engine.endswith("-int8"):
+    if exporter == "torch" and not variant.quantized:
         import torch
 
         module = model.module_

@@ -20,6 +20,7 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
+from harness.results.schema import PROVIDERS, short_provider
 from harness.results.store import (
     Matches,
     ModelChange,
@@ -54,12 +55,8 @@ REPORT_STYLE = (
     "figure{margin:1.5em 0}img{max-width:100%}figcaption{color:#555}"
 )
 
-#: onnxruntime's provider names as the harness spells them.
-_PROVIDERS = {
-    "CPUExecutionProvider": "cpu",
-    "CUDAExecutionProvider": "cuda",
-    "TensorrtExecutionProvider": "tensorrt",
-}
+#: The providers the harness knows, as it spells them.
+_PROVIDERS = tuple(PROVIDERS)
 #: Fewest raw samples a percentile is shown from (the median: any; p90: 10; p99: 100).
 _ROUNDS_FOR = {"p90": 10, "p99": 100}
 #: Fewest raw samples on each side for a speed-up's interval (as the gate's ``min_samples``).
@@ -87,7 +84,7 @@ def _real(value: Any) -> float | None:
 
 
 def _provider(name: str) -> str:
-    return _PROVIDERS.get(name, name)
+    return short_provider(name)
 
 
 def series_name(row: dict[str, Any]) -> str:
@@ -936,7 +933,7 @@ def _skipped_provider(test_id: str) -> str | None:
     if found is None:
         return None
     last = found[1].rsplit("-", 1)[-1]
-    return last if last in _PROVIDERS.values() else None
+    return last if last in _PROVIDERS else None
 
 
 def _provider_verdict(results: Sequence[ResultFile]) -> list[str]:
@@ -1001,11 +998,11 @@ def _provider_verdict(results: Sequence[ResultFile]) -> list[str]:
     for provider, statuses in sorted(gpu_checks.items()):
         text = "; ".join(f"{n} {s}" for s, n in statuses.items())
         parts.append(f"parity checks on {provider}: {text}")
-    missing = [p for p in _PROVIDERS.values() if p not in asked]
+    missing = [p for p in _PROVIDERS if p not in asked]
     if missing:
         parts.append(
             f"not asked for: {', '.join(missing)} (`harness run --providers "
-            f"{','.join(_PROVIDERS.values())}` asks for all; `harness providers` lists what "
+            f"{','.join(_PROVIDERS)}` asks for all; `harness providers` lists what "
             "this machine can run)"
         )
     return ["**Providers:**" + "".join(f"\n  - {p}" for p in parts)]

@@ -18,6 +18,7 @@ import numpy as np
 from harness.results.machine import library_versions, machine_id, machine_info
 
 __all__ = [
+    "PROVIDERS",
     "SCHEMA_VERSION",
     "ConformanceRow",
     "ExtraInfo",
@@ -25,11 +26,27 @@ __all__ = [
     "harness_block",
     "percentiles",
     "point_extra",
+    "short_provider",
 ]
 
 #: Version of the ``harness`` block. Bump it when its meaning changes; the loader refuses
 #: versions it does not know.
 SCHEMA_VERSION = 1
+
+
+#: onnxruntime's execution providers the harness knows, by the short name rows carry
+#: (``provider_requested``; ``provider_active`` holds onnxruntime's own names).
+PROVIDERS: dict[str, str] = {
+    "cpu": "CPUExecutionProvider",
+    "cuda": "CUDAExecutionProvider",
+    "tensorrt": "TensorrtExecutionProvider",
+}
+_SHORT = {full: short for short, full in PROVIDERS.items()}
+
+
+def short_provider(name: str) -> str:
+    """``CPUExecutionProvider`` -> ``cpu``; a name without a short form as it is."""
+    return _SHORT.get(name, name)
 
 
 class ExtraInfo(TypedDict, total=False):

@@ -15,7 +15,9 @@ import numpy.typing as npt
 
 from engines import EngineConfig, OnnxEngine, SklearnEngine, Tolerance, probe_providers
 from harness.cases.user import UserModel
+from harness.cases.variants import EngineVariant
 from harness.cases.zoo import ModelCase, cases, exported, fitted
+from harness.results.schema import short_provider
 from harness.timing.points import PROFILES, ProfileSpec, Selection, split_list
 
 __all__ = [
@@ -46,19 +48,22 @@ class BenchPoint:
         return f"{self.case}[{where}]-b{self.batch_size}-t{self.threads}"
 
     @property
+    def variant(self) -> EngineVariant:
+        return EngineVariant.parse(self.engine)
+
+    @property
     def exporter(self) -> str | None:
-        return self.engine.split("-")[1] if self.engine.startswith("onnx-") else None
+        return self.variant.exporter
 
 
 def _engines_for(case: ModelCase, spec: ProfileSpec) -> list[str]:
     exporters = list(case.exporters) if spec.all_exporters else [case.best_exporter]
-    engines = ["sklearn"]
-    engines += [f"onnx-{e}" for e in exporters]
+    variants = [EngineVariant("sklearn"), *(EngineVariant("onnx", e) for e in exporters)]
     if spec.variants:
-        engines += [f"onnx-{e}-int8" for e in exporters if e in ("torch",)]
+        variants += [EngineVariant("onnx", e, quantized=True) for e in exporters if e == "torch"]
         if "torch" in case.exporters:
-            engines.append("torch-eager")
-    return engines
+            variants.append(EngineVariant("torch-eager"))
+    return [str(v) for v in variants]
 
 
 def _user_engines(user: UserModel) -> list[str]:
@@ -121,12 +126,7 @@ class Runner:
 
 @cache
 def _usable_providers() -> dict[str, str]:
-    aliases = {
-        "CPUExecutionProvider": "cpu",
-        "CUDAExecutionProvider": "cuda",
-        "TensorrtExecutionProvider": "tensorrt",
-    }
-    return {aliases.get(s.name, s.name): "" if s.usable else s.reason for s in probe_providers()}
+    return {short_provider(s.name): "" if s.usable else s.reason for s in probe_providers()}
 
 
 def provider_skip(provider: str) -> str | None:
@@ -177,7 +177,7 @@ def prepare(point: BenchPoint, selection: Selection, workdir: Path) -> Runner:
             rows,
             {**info, "method": method, "parity": "reference", "model_sha256": None},
         )
-    if point.engine == "torch-eager":
+    if point.variant.kind == "torch-eager":
         import torch
 
         module = model.module_
@@ -206,7 +206,7 @@ def prepare(point: BenchPoint, selection: Selection, workdir: Path) -> Runner:
         "model_sha256": report.sha256,
         "export_seconds": report.seconds,
     }
-    if point.engine.endswith("-int8"):
+    if point.variant.quantized:
         from engines import quantize
 
         source = workdir / f"{point.case}-{exporter}.onnx"
