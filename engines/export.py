@@ -16,7 +16,6 @@ import onnx
 from sklearn.pipeline import Pipeline
 
 from engines._io import atomic_write_bytes
-from engines._version import __version__
 from engines.config import EngineConfig
 from engines.errors import ExportValidationError, InputError, UnsupportedModelError
 from engines.export_report import ExportReport, ValidationSummary
@@ -25,6 +24,7 @@ from engines.metadata import (
     ACCEPTS_NAN_KEY,
     MIN_RUNTIME_KEY,
     OFFSET_KEY,
+    library_versions,
     write_metadata,
 )
 from engines.native import native_supported, native_to_onnx
@@ -163,27 +163,6 @@ def _json_safe(value: Any) -> Any:
     return repr(value)
 
 
-def _library_versions() -> dict[str, str]:
-    import onnxruntime
-    import skl2onnx
-    import sklearn
-
-    versions = {
-        "engines": __version__,
-        "onnx": onnx.__version__,
-        "onnxruntime": onnxruntime.__version__,
-        "scikit-learn": sklearn.__version__,
-        "skl2onnx": skl2onnx.__version__,
-    }
-    try:
-        import torch
-
-        versions["torch"] = torch.__version__
-    except ImportError:
-        pass
-    return versions
-
-
 def _metadata(model: Any, n_features: int, dtype: np.dtype[Any], exporter: str) -> dict[str, Any]:
     final = _final(model)
     params = final.get_params(deep=False) if hasattr(final, "get_params") else {}
@@ -199,7 +178,7 @@ def _metadata(model: Any, n_features: int, dtype: np.dtype[Any], exporter: str) 
         "feature_names": None if names is None else [str(n) for n in names],
         "dtype": str(dtype),
         "contamination": _json_safe(getattr(final, "contamination", None)),
-        "versions": _library_versions(),
+        "versions": {k: v for k, v in library_versions().items() if v is not None},
         "source_sha256": hashlib.sha256(pickle.dumps(model)).hexdigest(),
         "exported_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
         "exporter": exporter,

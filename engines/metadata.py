@@ -22,6 +22,7 @@ __all__ = [
     "SCORE_KIND_KEY",
     "THRESHOLD_KEY",
     "decode_metadata",
+    "library_versions",
     "read_metadata",
     "write_metadata",
 ]
@@ -82,3 +83,30 @@ def read_metadata(path: str | Path, *, max_bytes: int = DEFAULT_MAX_MODEL_BYTES)
     except Exception as exc:
         raise ModelLoadError(f"{path} is not a readable ONNX model: {exc}") from exc
     return decode_metadata({p.key: p.value for p in model.metadata_props})
+
+
+#: (name, module) of the libraries an export or a measurement depends on.
+_LIBRARIES = (
+    ("onnxruntime", "onnxruntime"),
+    ("onnx", "onnx"),
+    ("scikit-learn", "sklearn"),
+    ("skl2onnx", "skl2onnx"),
+    ("torch", "torch"),
+    ("numpy", "numpy"),
+)
+
+
+def library_versions() -> dict[str, str | None]:
+    """Versions of the libraries an export or a measurement depends on, and of ``engines``
+    itself; None for one that is not installed (torch is optional). One copy for the export
+    metadata and the harness's result files."""
+    from engines._version import __version__
+
+    versions: dict[str, str | None] = {}
+    for name, module in _LIBRARIES:
+        try:
+            versions[name] = str(__import__(module).__version__)
+        except ImportError:
+            versions[name] = None
+    versions["engines"] = __version__
+    return versions

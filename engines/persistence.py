@@ -231,7 +231,8 @@ def save_model(
     import skops.io as sio
 
     from engines._io import atomic_write_bytes
-    from engines.export import _library_versions, export
+    from engines.export import export
+    from engines.metadata import library_versions
 
     if type(model).__name__ == "AutoencoderDetector":
         raise UnsupportedModelError(
@@ -257,7 +258,7 @@ def save_model(
         files[report.path.name] = report.sha256
         manifest["exporter"] = report.exporter
         manifest["validation"] = None if report.validation is None else report.validation.as_dict()
-    manifest["versions"] = _library_versions()
+    manifest["versions"] = {k: v for k, v in library_versions().items() if v is not None}
     manifest_path = manifest_path_for(base)
     atomic_write_bytes(manifest_path, json.dumps(manifest, indent=2, default=str).encode())
     return manifest

@@ -11,7 +11,7 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
-__all__ = ["git_info", "library_versions", "machine_id", "machine_info"]
+__all__ = ["git_info", "machine_id", "machine_info"]
 
 
 def _cpu_model() -> str:
@@ -69,27 +69,6 @@ def machine_id(info: dict[str, Any] | None = None) -> str:
     quota = info.get("cgroup_cpu_quota")
     cores = f"{info['cores']}c" + (f"-q{quota:g}" if quota else "")
     return f"{model or 'cpu'}-{cores}"
-
-
-def library_versions() -> dict[str, str | None]:
-    """Versions of the libraries whose speed is measured."""
-    versions: dict[str, str | None] = {}
-    for name, module in (
-        ("onnxruntime", "onnxruntime"),
-        ("onnx", "onnx"),
-        ("scikit-learn", "sklearn"),
-        ("skl2onnx", "skl2onnx"),
-        ("torch", "torch"),
-        ("numpy", "numpy"),
-    ):
-        try:
-            versions[name] = __import__(module).__version__
-        except ImportError:
-            versions[name] = None
-    from engines import __version__
-
-    versions["engines"] = __version__
-    return versions
 
 
 def git_info(root: Path | None = None) -> dict[str, Any]:

@@ -15,7 +15,7 @@ from typing import Any, Protocol, TypedDict
 
 import numpy as np
 
-from harness.results.machine import library_versions, machine_id, machine_info
+from harness.results.machine import machine_id, machine_info
 
 __all__ = [
     "PROVIDERS",
@@ -140,6 +140,8 @@ def harness_block(
 ) -> dict[str, Any]:
     """The ``harness`` block of a result file: schema version, machine (``machine_info()``
     unless given), library versions, git, profile, then ``more`` (provider, skips, ...)."""
+    from engines.metadata import library_versions  # what was measured: engines is loaded
+
     info = machine_info() if machine is None else machine
     return {
         "schema_version": SCHEMA_VERSION,
