@@ -20,7 +20,7 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
-from harness.results.schema import PROVIDERS, short_provider
+from harness.results.schema import PROVIDERS, short_provider, yardstick_of
 from harness.results.store import (
     Matches,
     ModelChange,
@@ -196,13 +196,12 @@ def _speedups(results: Sequence[ResultFile]) -> _Speedups:
         for row in result.benchmarks:
             e = _extra(row)
             if e.get("engine") == "sklearn":
-                where = (e.get("case"), e.get("batch_size"), e.get("threads"))
-                yardsticks.setdefault(where, row)
+                yardsticks.setdefault(yardstick_of(e), row)
         for row in result.benchmarks:
             e = _extra(row)
             if e.get("engine") == "sklearn":
                 continue
-            reference = yardsticks.get((e.get("case"), e.get("batch_size"), e.get("threads")))
+            reference = yardsticks.get(yardstick_of(e))
             ours, theirs = _samples(row), _samples(reference)
             if len(ours) >= _MIN_SAMPLES and len(theirs) >= _MIN_SAMPLES:
                 value, low, high = ratio_interval(ours, theirs)

@@ -172,7 +172,7 @@ def _sklearn_rows(keyed: _Keyed) -> dict[tuple[Any, ...], _Keyed]:
     out: dict[tuple[Any, ...], _Keyed] = {}
     for key, row in keyed:
         if key.engine == "sklearn":
-            out.setdefault((key.case, key.batch_size, key.threads), []).append((key, row))
+            out.setdefault(key.yardstick, []).append((key, row))
     return out
 
 
@@ -235,7 +235,7 @@ def gate(
                 fallback[name] = (pooled_median(pair.rows_a), pooled_median(pair.rows_b))
             continue
         if metric == "speedup":
-            yard = (pair.key.case, pair.key.batch_size, pair.key.threads)
+            yard = pair.key.yardstick
             if yard not in sk_a or yard not in sk_b:
                 partial.append((name, a, b, None, _join(note, "no scikit-learn row in both runs")))
                 continue

@@ -20,13 +20,16 @@ from harness.results.machine import machine_id, machine_info
 __all__ = [
     "PROVIDERS",
     "SCHEMA_VERSION",
+    "YARDSTICK",
     "ConformanceRow",
     "ExtraInfo",
     "add_speedups",
+    "benchmark_id",
     "harness_block",
     "percentiles",
     "point_extra",
     "short_provider",
+    "yardstick_of",
 ]
 
 #: Version of the ``harness`` block. Bump it when its meaning changes; the loader refuses
@@ -47,6 +50,23 @@ _SHORT = {full: short for short, full in PROVIDERS.items()}
 def short_provider(name: str) -> str:
     """``CPUExecutionProvider`` -> ``cpu``; a name without a short form as it is."""
     return _SHORT.get(name, name)
+
+
+#: What a speed-up is measured against: the scikit-learn row of the same run with the same
+#: case, batch size and threads (``extra_info`` fields; BenchmarkKey has the same names).
+YARDSTICK = ("case", "batch_size", "threads")
+
+
+def yardstick_of(extra: Mapping[str, Any]) -> tuple[Any, ...]:
+    """Where a row's yardstick is: rows with the same value are compared with each other."""
+    return tuple(extra.get(name) for name in YARDSTICK)
+
+
+def benchmark_id(case: Any, engine: Any, provider: str, batch_size: Any, threads: Any) -> str:
+    """``iforest-100[onnx-native-cpu]-b100-t1``: a harness benchmark's id (no ``-provider``
+    for engines without one, provider ``-``), as in pytest's test ids and result rows."""
+    where = engine if provider == "-" else f"{engine}-{provider}"
+    return f"{case}[{where}]-b{batch_size}-t{threads}"
 
 
 class ExtraInfo(TypedDict, total=False):
@@ -184,14 +204,14 @@ def add_speedups(rows: list[dict[str, Any]]) -> None:
     for extra, median in timed:
         at, threads = _fields(extra, _CASE_BATCH), extra.get("threads")
         if extra.get("engine") == "sklearn":
-            sklearn[at, threads] = median
+            sklearn[yardstick_of(extra)] = median
             if at not in best or median < best[at][0]:
                 best[at] = (median, threads)
         if threads == 1:
             one_thread[_fields(extra, _SERIES)] = median
     for extra, median in timed:
         at, threads = _fields(extra, _CASE_BATCH), extra.get("threads")
-        ref = sklearn.get((at, threads))
+        ref = sklearn.get(yardstick_of(extra))
         extra["speedup_vs_sklearn"] = ref / median if ref and median else None
         fastest, fastest_threads = best.get(at, (None, None))
         extra["speedup_vs_sklearn_best"] = fastest / median if fastest and median else None

@@ -36,7 +36,7 @@ from pathlib import Path
 from typing import Any, Literal, NamedTuple
 
 from engines._io import write_temp
-from harness.results.schema import SCHEMA_VERSION
+from harness.results.schema import SCHEMA_VERSION, YARDSTICK, benchmark_id
 
 __all__ = [
     "IDENTITY_FIELDS",
@@ -795,6 +795,11 @@ class BenchmarkKey:
     identity: dict[str, Any] = dataclasses.field(default_factory=dict, hash=False)
 
     @property
+    def yardstick(self) -> tuple[Any, ...]:
+        """Where this row's speed-up yardstick is (``harness.results.schema.YARDSTICK``)."""
+        return tuple(getattr(self, name) for name in YARDSTICK)
+
+    @property
     def pairs_on(self) -> tuple[bool, str, str]:
         """Rows pair when this is equal: the id, and the provider (in a harness id already)."""
         return self.plain, self.id, self.provider
@@ -828,10 +833,9 @@ def benchmark_key(
         identity["origin"] = origin
     case, engine = extra.get("case"), extra.get("engine")
     batch, threads = extra.get("batch_size"), extra.get("threads")
-    where = engine if provider == "-" else f"{engine}-{provider}"
     return BenchmarkKey(
-        id=f"{case}[{where}]-b{batch}-t{threads}",
-        name=f"{case}[{engine}]-b{batch}-t{threads}",
+        id=benchmark_id(case, engine, provider, batch, threads),
+        name=benchmark_id(case, engine, "-", batch, threads),
         provider=provider,
         case=case,
         engine=engine,

@@ -17,7 +17,7 @@ from engines import EngineConfig, OnnxEngine, SklearnEngine, Tolerance, probe_pr
 from harness.cases.user import UserModel
 from harness.cases.variants import EngineVariant
 from harness.cases.zoo import ModelCase, cases, exported, fitted
-from harness.results.schema import short_provider
+from harness.results.schema import benchmark_id, short_provider
 from harness.timing.points import PROFILES, ProfileSpec, Selection, split_list
 
 __all__ = [
@@ -44,8 +44,7 @@ class BenchPoint:
 
     @property
     def id(self) -> str:
-        where = self.engine if self.provider == "-" else f"{self.engine}-{self.provider}"
-        return f"{self.case}[{where}]-b{self.batch_size}-t{self.threads}"
+        return benchmark_id(self.case, self.engine, self.provider, self.batch_size, self.threads)
 
     @property
     def variant(self) -> EngineVariant:
