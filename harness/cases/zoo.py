@@ -18,11 +18,11 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 from sklearn.svm import OneClassSVM
 
-from engines import ExportReport, PCAReconstructionDetector, Tolerance, export
+from engines import ExportReport, PCAReconstructionDetector, QuantizeReport, Tolerance, export
 from engines.detectors import SupervisedScorer
 from harness.cases.datasets import Dataset, load_dataset
 
-__all__ = ["CASES", "EXPORTERS", "ModelCase", "cases", "exported", "fitted"]
+__all__ = ["CASES", "EXPORTERS", "ModelCase", "cases", "exported", "fitted", "quantized"]
 
 Profile = Literal["fast", "regular", "large"]
 EXPORTERS: tuple[str, ...] = ("native", "skl2onnx", "torch", "onnxmltools")
@@ -437,3 +437,21 @@ def exported(name: str, exporter: str, dtype: str = "float32") -> ExportReport:
         validation_data=case.data().X_test,
         tolerance=case.tolerance(exporter),
     )
+
+
+@cache
+def quantized(name: str, exporter: str) -> tuple[bytes | None, QuantizeReport]:
+    """The case's export quantized to dynamic int8 (once per process): the int8 model, None
+    where quantization skipped it (the report says why), and the report with the int8 graph's
+    parity against fp32 on the case's test rows. The parity suite and the benchmarks share it."""
+    import tempfile
+    from pathlib import Path
+
+    from engines import quantize
+
+    rows = _BY_NAME[name].data().X_test[:512]
+    with tempfile.TemporaryDirectory(prefix="harness-int8-") as tmp:
+        source, target = Path(tmp) / "fp32.onnx", Path(tmp) / "int8.onnx"
+        source.write_bytes(exported(name, exporter).model.SerializeToString())
+        report = quantize(source, target, "dynamic-int8", parity_data=rows)
+        return (None if report.skipped else target.read_bytes()), report

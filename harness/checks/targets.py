@@ -5,7 +5,6 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from functools import cache
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -13,7 +12,7 @@ import numpy as np
 from engines import EngineConfig, FallbackEngine, OnnxEngine, SklearnEngine
 from engines.export import default_tolerance
 from harness.cases.variants import EngineVariant
-from harness.cases.zoo import ModelCase, cases, exported, fitted
+from harness.cases.zoo import ModelCase, cases, exported, fitted, quantized
 from harness.checks.parity import CheckOutcome, ParityTarget, applicable_checks
 from harness.checks.strategies import split_thresholds
 from harness.results.schema import ConformanceRow
@@ -100,15 +99,10 @@ def target_for(case_name: str, engine: str) -> ParityTarget:
 
 
 def _int8(case_name: str, exporter: str) -> OnnxEngine:
-    import tempfile
-
-    from engines import quantize
-
-    with tempfile.TemporaryDirectory() as tmp:
-        source, target = Path(tmp) / "fp32.onnx", Path(tmp) / "int8.onnx"
-        source.write_bytes(exported(case_name, exporter).model.SerializeToString())
-        quantize(source, target, "dynamic-int8")
-        return OnnxEngine(target.read_bytes(), CPU1)
+    model, report = quantized(case_name, exporter)
+    if model is None:
+        raise ValueError(f"{case_name}: dynamic int8 does not apply ({report.reason})")
+    return OnnxEngine(model, CPU1)
 
 
 def outcome_row(case: str, engine: str, outcome: CheckOutcome, status: str) -> ConformanceRow:

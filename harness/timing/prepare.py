@@ -16,7 +16,7 @@ import numpy.typing as npt
 from engines import EngineConfig, OnnxEngine, SklearnEngine, Tolerance, probe_providers
 from harness.cases.user import UserModel
 from harness.cases.variants import EngineVariant
-from harness.cases.zoo import ModelCase, cases, exported, fitted
+from harness.cases.zoo import ModelCase, cases, exported, fitted, quantized
 from harness.results.schema import benchmark_id, short_provider
 from harness.timing.points import PROFILES, ProfileSpec, Selection, split_list
 
@@ -206,15 +206,10 @@ def prepare(point: BenchPoint, selection: Selection, workdir: Path) -> Runner:
         "export_seconds": report.seconds,
     }
     if point.variant.quantized:
-        from engines import quantize
-
-        source = workdir / f"{point.case}-{exporter}.onnx"
-        source.write_bytes(model_bytes)
-        target = workdir / f"{point.case}-{exporter}-int8.onnx"
-        q = quantize(source, target, "dynamic-int8", parity_data=rows[:512])
-        if q.skipped:
+        int8, q = quantized(point.case, exporter)
+        if int8 is None:
             return Runner(point, None, None, {}, f"int8: {q.reason}")
-        model_bytes = target.read_bytes()
+        model_bytes = int8
         extra.update(parity="quantized", quantized_parity=q.parity, model_sha256=None)
     engine = OnnxEngine(model_bytes, _config(point))
     onnx_info = engine.info()
