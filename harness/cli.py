@@ -418,72 +418,77 @@ def _percent(text: str) -> float:
     return value
 
 
+class _Refused(Exception):
+    """A gate that cannot run: its message (if any: empty when already said) is printed, the
+    exit code is 2."""
+
+
 def _cmd_gate(args: argparse.Namespace) -> int:
-    from harness.results.gate import gate
     from harness.results.store import OutputError, ResultsError
 
-    options: dict[str, Any] = {
-        "metric": args.metric,
-        "threshold": args.threshold,
-        "alpha": args.alpha,
-    }
+    options: dict[str, Any] = {"metric": args.metric, "threshold": args.threshold}
+    options["alpha"] = args.alpha
     if args.model_change:
         options["model_change"] = args.model_change
     try:
         _check_outputs((args.markdown, "--markdown"), (args.json, "--json"))
-    except OutputError as exc:
-        print(f"harness gate: {exc}", file=sys.stderr)
-        return 2
-    try:
-        if args.ab:
-            if args.baseline or args.candidate:
-                print(
-                    "harness gate: give BASELINE CANDIDATE or --ab REF, not both", file=sys.stderr
-                )
-                return 2
-            from harness.timing.ab import ABError, ab_gate
-
-            try:
-                selection = selection_from_options(namespace_get(args), project_settings())
-                report, seconds, _ = ab_gate(
-                    args.ab,
-                    selection,
-                    rounds=args.rounds,
-                    pairs=args.pairs,
-                    prepare_cmd=args.ab_prepare,
-                    **options,
-                )
-            except (ABError, OptionError) as exc:
-                print(f"harness gate: {exc}", file=sys.stderr)
-                return 2
-            print(f"(A/B measured and gated in {seconds:.0f} s)")
-        else:
-            if args.ab_prepare:
-                print("harness gate: --ab-prepare applies to --ab REF only", file=sys.stderr)
-                return 2
-            if not (args.baseline and args.candidate):
-                print("harness gate: needs BASELINE and CANDIDATE (or --ab REF)", file=sys.stderr)
-                return 2
-            sides = []
-            for path in (args.baseline, args.candidate):
-                results = _gate_side(path, args.include_interrupted)
-                if results is None:
-                    return 2
-                sides.append(results)
-            report = gate(sides[0], sides[1], **options)
-    except ResultsError as exc:
-        print(f"harness gate: {exc}", file=sys.stderr)
-        return 2
-    except ValueError as exc:
-        print(f"harness gate: {exc}", file=sys.stderr)
+        report = _gate_ab(args, options) if args.ab else _gate_files(args, options)
+    except (_Refused, OutputError, ResultsError, ValueError) as exc:
+        if str(exc):
+            print(f"harness gate: {exc}", file=sys.stderr)
         return 2
     table = report.to_markdown()
     print(table)
     written = _write_outputs(
         "gate", ((args.markdown, "--markdown", table), (args.json, "--json", report.to_json()))
     )
+    return _gate_exit(report, written, strict=args.strict)
+
+
+def _gate_ab(args: argparse.Namespace, options: dict[str, Any]) -> Any:
+    """``gate --ab REF``: time REF and the working tree interleaved, then gate."""
+    from harness.timing.ab import ABError, ab_gate
+
+    if args.baseline or args.candidate:
+        raise _Refused("give BASELINE CANDIDATE or --ab REF, not both")
+    try:
+        selection = selection_from_options(namespace_get(args), project_settings())
+        report, seconds, _ = ab_gate(
+            args.ab,
+            selection,
+            rounds=args.rounds,
+            pairs=args.pairs,
+            prepare_cmd=args.ab_prepare,
+            **options,
+        )
+    except (ABError, OptionError) as exc:
+        raise _Refused(str(exc)) from exc
+    print(f"(A/B measured and gated in {seconds:.0f} s)")
+    return report
+
+
+def _gate_files(args: argparse.Namespace, options: dict[str, Any]) -> Any:
+    """``gate BASELINE CANDIDATE``: gate stored results (files or folders)."""
+    from harness.results.gate import gate
+
+    if args.ab_prepare:
+        raise _Refused("--ab-prepare applies to --ab REF only")
+    if not (args.baseline and args.candidate):
+        raise _Refused("needs BASELINE and CANDIDATE (or --ab REF)")
+    sides = []
+    for path in (args.baseline, args.candidate):
+        results = _gate_side(path, args.include_interrupted)
+        if results is None:
+            raise _Refused("")  # _gate_side said why
+        sides.append(results)
+    return gate(sides[0], sides[1], **options)
+
+
+def _gate_exit(report: Any, written: bool, *, strict: bool) -> int:
+    """0 pass, 1 a regression (it outranks an output that could not be written, said above),
+    2 an output not written or nothing comparable, 3 inconclusive under --strict."""
     if report.regressed:
-        return 1  # a finding outranks an output that could not be written (said above)
+        return 1
     if not written:
         return 2
     if not report.rows:
@@ -496,12 +501,10 @@ def _cmd_gate(args: argparse.Namespace) -> int:
         print(
             f"harness gate: {len(report.inconclusive)} inconclusive (see the reasons above; "
             "plain pytest-benchmark files need --benchmark-save-data for a statistical gate)"
-            + ("" if args.strict else "; --strict makes them exit 3"),
+            + ("" if strict else "; --strict makes them exit 3"),
             file=sys.stderr,
         )
-    if args.strict and report.inconclusive:
-        return 3
-    return 0
+    return 3 if strict and report.inconclusive else 0
 
 
 def _gate_side(path: Path, include_interrupted: bool) -> list[Any] | None:
