@@ -19,6 +19,7 @@ are stored marked ``interrupted``, which readers leave out unless asked.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import os
 import signal
@@ -334,6 +335,17 @@ def run(
         return _run(selection, out, results_dir, json_out, parity, verbose, cold_start)
 
 
+@dataclasses.dataclass
+class _Parity:
+    """What the parity phase found: the suite's exit code and conformance rows (zoo), or the
+    user pair's outcomes, and the summary line."""
+
+    code: int = 0
+    conformance: list[dict[str, Any]] = dataclasses.field(default_factory=list)
+    summary: str = "not run (--no-parity)"
+    user: dict[str, Any] | None = None
+
+
 def _run(
     selection: Selection,
     out: Path,
@@ -343,9 +355,7 @@ def _run(
     verbose: bool,
     cold_start: bool = True,
 ) -> RunOutcome:
-    from harness.reports.report import write_reports
-    from harness.results.store import ResultFile, load_result
-
+    """Preflight -> parity -> benchmarks -> store -> reports -> summary and exit code."""
     preflight(selection, out, results_dir, json_out)
     points = build_points(selection)
     n_cases = len({p.case for p in points})
@@ -361,32 +371,9 @@ def _run(
     )
     collector = _Collector(say=lambda line: bench.progress.note(f"  {line}"))
     start = time.perf_counter()
-    parity_code, conformance = 0, list[dict[str, Any]]()
-    parity_summary = "not run (--no-parity)"
-    user_parity = None
     with tempfile.TemporaryDirectory(prefix="harness-run-") as tmp:
         workdir = Path(tmp)
-        if parity and selection.user_model is None:
-            print("harness run: parity suite (Hypothesis ci profile, 2 workers)", flush=True)
-            checks = PytestProgress(
-                Progress("parity", "checks", live=live, statuses=not verbose),
-                say_failures=not verbose,
-            )
-            with _phase(checks, "starting 2 workers, each fits and exports the cases"):
-                parity_code, conformance = run_parity(
-                    out, selection, workdir, verbose=verbose, plugins=[checks]
-                )
-            parity_summary = checks.summary()
-            if conformance:
-                parity_summary += f" -> {out / 'conformance.md'}"
-        elif parity and selection.user_model is not None:
-            user_parity = _user_parity(selection, out)
-            if user_parity is not None:
-                parity_summary = _user_parity_summary(user_parity, out)
-            elif selection.user_model.reference is None:
-                parity_summary = "not checked (--model without --reference)"
-            else:
-                parity_summary = "not checked (--model is not an ONNX model)"
+        found = _parity_phase(selection, out, workdir, parity, verbose=verbose, live=live)
         json_path = workdir / "bench.json"
         print(
             "harness run: benchmarks"
@@ -409,39 +396,17 @@ def _run(
             return RunOutcome(4, [], None, collector)
         data = json.loads(json_path.read_text())
     data["harness"]["skipped"] = collector.skipped
-    data["harness"]["conformance"] = conformance
-    if user_parity is not None:
-        data["harness"]["parity"] = user_parity
+    data["harness"]["conformance"] = found.conformance
+    if found.user is not None:
+        data["harness"]["parity"] = found.user
     data["harness"]["seconds"] = time.perf_counter() - start
     paths, unwritten = _deliver(data, selection, results_dir, json_out)
-    results: list[ResultFile]
-    if results_dir is None or unwritten:
-        per_provider = _split_by_provider(data, selection.providers)
-        results = [ResultFile(out / f"{p}.json", payload) for p, payload in per_provider.items()]
-    else:
-        results = [load_result(path) for path in paths]  # what the readers will see
-    user = selection.user_model
-    title = "Harness report" + (f" - {user.label}" if user else "")
-    reports = None
-    if results:
-        try:
-            reports = write_reports(results, out, title)
-        except OSError as exc:
-            unwritten = True
-            print(
-                f"harness run: could not write the reports into {out} ({exc.strerror or exc})"
-                + (
-                    f"; the results are stored: `harness report {results_dir}` rebuilds them"
-                    if paths
-                    else ""
-                ),
-                file=sys.stderr,
-            )
+    reports, unwritten = _reports(data, selection, out, results_dir, paths, unwritten)
     print(
         f"\nharness run: {collector.passed} benchmarks, {len(collector.skipped)} skipped, "
         f"{len(collector.failed)} failed in {format_seconds(time.perf_counter() - start)}"
     )
-    print(f"  parity:  {parity_summary}")
+    print(f"  parity:  {found.summary}")
     for path in paths:
         print(f"  results: {path}")
     if not paths:
@@ -454,6 +419,89 @@ def _run(
         print(f"  json:    {json_out}")
     if reports:
         print(f"  report:  {reports[0]}\n  report:  {reports[1]}")
+    exit_code = _exit_code(data, found, collector, out, bench_code=code, unwritten=unwritten)
+    return RunOutcome(exit_code, paths, reports, collector)
+
+
+def _parity_phase(
+    selection: Selection, out: Path, workdir: Path, parity: bool, *, verbose: bool, live: bool
+) -> _Parity:
+    """The zoo's parity suite (2 workers), or the user pair's checks, or nothing."""
+    found = _Parity()
+    if not parity:
+        return found
+    if selection.user_model is not None:
+        found.user = _user_parity(selection, out)
+        if found.user is not None:
+            found.summary = _user_parity_summary(found.user, out)
+        elif selection.user_model.reference is None:
+            found.summary = "not checked (--model without --reference)"
+        else:
+            found.summary = "not checked (--model is not an ONNX model)"
+        return found
+    print("harness run: parity suite (Hypothesis ci profile, 2 workers)", flush=True)
+    checks = PytestProgress(
+        Progress("parity", "checks", live=live, statuses=not verbose), say_failures=not verbose
+    )
+    with _phase(checks, "starting 2 workers, each fits and exports the cases"):
+        found.code, found.conformance = run_parity(
+            out, selection, workdir, verbose=verbose, plugins=[checks]
+        )
+    found.summary = checks.summary()
+    if found.conformance:
+        found.summary += f" -> {out / 'conformance.md'}"
+    return found
+
+
+def _reports(
+    data: dict[str, Any],
+    selection: Selection,
+    out: Path,
+    results_dir: Path | None,
+    paths: list[Path],
+    unwritten: bool,
+) -> tuple[tuple[Path, Path] | None, bool]:
+    """report.md and report.html from what the readers will see: the stored files, or the
+    run's own rows when nothing was stored; (the reports or None, whether an output failed)."""
+    from harness.reports.report import write_reports
+    from harness.results.store import ResultFile, load_result
+
+    results: list[ResultFile]
+    if results_dir is None or unwritten:
+        per_provider = _split_by_provider(data, selection.providers)
+        results = [ResultFile(out / f"{p}.json", payload) for p, payload in per_provider.items()]
+    else:
+        results = [load_result(path) for path in paths]
+    if not results:
+        return None, unwritten
+    user = selection.user_model
+    title = "Harness report" + (f" - {user.label}" if user else "")
+    try:
+        return write_reports(results, out, title), unwritten
+    except OSError as exc:
+        print(
+            f"harness run: could not write the reports into {out} ({exc.strerror or exc})"
+            + (
+                f"; the results are stored: `harness report {results_dir}` rebuilds them"
+                if paths
+                else ""
+            ),
+            file=sys.stderr,
+        )
+        return None, True
+
+
+def _exit_code(
+    data: dict[str, Any],
+    found: _Parity,
+    collector: _Collector,
+    out: Path,
+    *,
+    bench_code: int,
+    unwritten: bool,
+) -> int:
+    """Say what failed, then 1 a finding about the model, 2 an output not written, 4 a crash
+    of a benchmark or of the parity suite, 0 otherwise."""
     export_failures = sorted(
         {
             f"{row['extra_info']['case']}/{row['extra_info']['engine']}"
@@ -463,32 +511,27 @@ def _run(
     )
     if export_failures:
         print(f"  export validation FAILED for {export_failures}", file=sys.stderr)
-    parity_failed = (
-        parity_code == 1
-        or bool(export_failures)
-        or (user_parity is not None and bool(user_parity["failed"]))
-    )
-    if parity_code == 1:
+    user = found.user
+    user_failed = user is not None and bool(user["failed"])
+    if found.code == 1:
         print(f"  parity suite FAILED: see {out / 'conformance.md'}", file=sys.stderr)
-    elif parity_code not in (0, 5):
-        print(f"  parity suite did not run (pytest exit {parity_code})", file=sys.stderr)
-    if user_parity is not None and user_parity["failed"]:
+    elif found.code not in (0, 5):
+        print(f"  parity suite did not run (pytest exit {found.code})", file=sys.stderr)
+    if user is not None and user_failed:
         print(
-            f"  parity FAILED for {user_parity['model']}: {', '.join(user_parity['failed'])} "
+            f"  parity FAILED for {user['model']}: {', '.join(user['failed'])} "
             f"(see {out / 'parity.md'})",
             file=sys.stderr,
         )
     if collector.failed:
         print(f"  benchmarks that crashed: {', '.join(collector.failed)}", file=sys.stderr)
-    if parity_failed:
-        exit_code = 1  # a finding about the model outranks everything else
-    elif unwritten:
-        exit_code = 2  # an output location failed: what was measured is kept (see above)
-    elif code != 0 or parity_code not in (0, 5):
-        exit_code = 4  # a benchmark or the parity suite crashed: not a finding about the model
-    else:
-        exit_code = 0
-    return RunOutcome(exit_code, paths, reports, collector)
+    if found.code == 1 or export_failures or user_failed:
+        return 1  # a finding about the model outranks everything else
+    if unwritten:
+        return 2  # an output location failed: what was measured is kept (see above)
+    if bench_code != 0 or found.code not in (0, 5):
+        return 4  # a benchmark or the parity suite crashed: not a finding about the model
+    return 0
 
 
 def _user_parity_summary(user_parity: dict[str, Any], out: Path) -> str:
