@@ -35,6 +35,7 @@ from harness._signals import on_sigterm
 from harness.console import Progress, format_seconds, live_terminal
 from harness.options import to_pytest_args
 from harness.plugin import SESSION_KEY, PytestProgress
+from harness.results.schema import extra_of
 from harness.timing.points import Selection
 from harness.timing.prepare import build_points
 
@@ -240,9 +241,9 @@ def _split_by_provider(
         rows = [
             row
             for row in data.get("benchmarks", [])
-            if row.get("extra_info", {}).get("provider_requested") in (provider, "-")
+            if extra_of(row).get("provider_requested") in (provider, "-")
         ]
-        if any(r["extra_info"].get("provider_requested") == provider for r in rows) or (
+        if any(extra_of(r).get("provider_requested") == provider for r in rows) or (
             rows and provider == providers[0]  # a scikit-learn-only run (--model x.skops)
         ):
             block = dict(data["harness"], provider=provider)
@@ -504,9 +505,9 @@ def _exit_code(
     of a benchmark or of the parity suite, 0 otherwise."""
     export_failures = sorted(
         {
-            f"{row['extra_info']['case']}/{row['extra_info']['engine']}"
+            f"{extra_of(row).get('case')}/{extra_of(row).get('engine')}"
             for row in data.get("benchmarks", [])
-            if row["extra_info"].get("parity") == "fail"
+            if extra_of(row).get("parity") == "fail"
         }
     )
     if export_failures:

@@ -234,16 +234,17 @@ def _row(
 def store_rows(rows: list[dict[str, Any]], results_dir: Path, git: Mapping[str, Any]) -> list[Path]:
     """Write ``harness_benchmark`` rows as one harness result file per provider."""
     from harness.results.machine import machine_id, machine_info
-    from harness.results.schema import add_speedups, harness_block
+    from harness.results.schema import add_speedups, extra_of, harness_block
     from harness.results.store import write_result
 
     add_speedups(rows)
     info = machine_info()
     machine = machine_id(info)
-    providers = sorted({r["extra_info"]["provider_requested"] for r in rows} - {"-"}) or ["cpu"]
+    asked = {extra_of(r).get("provider_requested", "-") for r in rows}
+    providers = sorted(asked - {"-"}) or ["cpu"]
     paths = []
     for provider in providers:
-        mine = [r for r in rows if r["extra_info"]["provider_requested"] in (provider, "-")]
+        mine = [r for r in rows if extra_of(r).get("provider_requested") in (provider, "-")]
         payload = {
             "benchmarks": mine,
             "harness": harness_block(

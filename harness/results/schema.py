@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Mapping, Sequence
-from typing import Any, Protocol, TypedDict
+from typing import Any, Protocol, TypedDict, cast
 
 import numpy as np
 
@@ -131,6 +131,13 @@ class _Point(Protocol):
     def threads(self) -> int: ...
     @property
     def exporter(self) -> str | None: ...
+
+
+def extra_of(row: Mapping[str, Any]) -> ExtraInfo:
+    """A stored row's ``extra_info``, typed: readers spell its keys through ExtraInfo, so a
+    key this module does not own fails the type check (the store validated the values)."""
+    extra = row.get("extra_info") or {}
+    return cast(ExtraInfo, extra)
 
 
 def point_extra(point: _Point) -> ExtraInfo:
