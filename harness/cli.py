@@ -742,7 +742,7 @@ def _load_or_report(
 
 
 def _cmd_report(args: argparse.Namespace) -> int:
-    from harness.reports.report import write_reports
+    from harness.reports.html import write_reports
 
     if not _output_folder(args.out, "--out", "report"):
         return 2
@@ -761,7 +761,7 @@ def _cmd_report(args: argparse.Namespace) -> int:
 
 
 def _cmd_compare(args: argparse.Namespace) -> int:
-    from harness.reports.report import compare_markdown
+    from harness.reports.compare import compare_markdown
     from harness.results.store import OutputError
 
     try:

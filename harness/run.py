@@ -464,7 +464,7 @@ def _reports(
 ) -> tuple[tuple[Path, Path] | None, bool]:
     """report.md and report.html from what the readers will see: the stored files, or the
     run's own rows when nothing was stored; (the reports or None, whether an output failed)."""
-    from harness.reports.report import write_reports
+    from harness.reports.html import write_reports
     from harness.results.store import ResultFile, load_result
 
     results: list[ResultFile]

@@ -32,7 +32,7 @@ from hypothesis import strategies as st
 
 import harness.results.store
 from harness.cli import main
-from harness.reports.report import latest_runs
+from harness.reports.rows import latest_runs
 from harness.results.store import (
     ResultFile,
     keep_somewhere,

@@ -31,6 +31,8 @@ ALLOWED = {
 SHARED = {"harness", "harness._signals"}
 #: Third-party packages that a subpackage's modules may not import at module level.
 TEST_TOOLS = ("pytest", "_pytest", "pytest_benchmark", "xdist", "hypothesis")
+#: Imported only inside the functions that draw: importing a module of the harness never loads it.
+PLOTTING = "matplotlib"
 
 
 def _modules() -> dict[str, Path]:
@@ -113,6 +115,12 @@ def test_only_the_plugin_and_the_checks_import_test_tools(module: str) -> None:
     assert tools <= allowed, f"{module} imports {sorted(tools - allowed)} at module level"
 
 
+@pytest.mark.parametrize("module", list(MODULES))
+def test_no_module_imports_matplotlib_at_module_level(module: str) -> None:
+    imported = {m.split(".")[0] for m in _top_level_imports(MODULES[module])}
+    assert PLOTTING not in imported, f"{module} imports {PLOTTING} at module level"
+
+
 def test_shared_modules_import_nothing_of_the_harness() -> None:
     for module in SHARED:
         assert not GRAPH[module], f"{module} imports {sorted(GRAPH[module])}"
@@ -169,11 +177,12 @@ def _loaded(*modules: str) -> set[str]:
 
 
 def test_results_and_reports_run_on_json_alone() -> None:
-    """What `harness report`, `gate` and `history` import: no cases, checks, timing, pytest."""
+    """What `harness report`, `gate` and `history` import: no cases, checks, timing, pytest,
+    matplotlib (until a plot is drawn)."""
     modules = [m for m in MODULES if _layer(m) in ("results", "reports")]
     loaded = _loaded(*modules)
     upstream = sorted(m for m in loaded if _layer(m) in ("cases", "checks", "timing"))
-    tools = sorted(m for m in loaded if m.split(".")[0] in TEST_TOOLS)
+    tools = sorted(m for m in loaded if m.split(".")[0] in (*TEST_TOOLS, PLOTTING))
     assert not upstream, f"results/ and reports/ load {upstream}"
     assert not tools, f"results/ and reports/ load {tools}"
 

@@ -11,7 +11,9 @@ import numpy as np
 import pytest
 
 from harness.cli import main
-from harness.reports.report import compare_markdown, render_html, render_markdown
+from harness.reports.compare import compare_markdown
+from harness.reports.html import render_html
+from harness.reports.report import render_markdown
 from harness.results.gate import gate
 from harness.results.history import build_series
 from harness.results.store import ResultFile, ResultsError, load_result, load_results

@@ -12,7 +12,8 @@ import numpy as np
 import pytest
 
 from harness.reports.conformance import conformance_markdown, input_rows, plain_text
-from harness.reports.report import render_html, render_markdown
+from harness.reports.html import render_html
+from harness.reports.report import render_markdown
 from harness.results.schema import ConformanceRow
 from harness.results.store import ResultFile
 from tests._results import bench_row, result_payload

@@ -18,7 +18,8 @@ from sklearn.svm import OneClassSVM
 
 from harness.cases.zoo import cases
 from harness.options import add_selection_options, namespace_get, selection_from_options
-from harness.reports.report import render_html, render_markdown
+from harness.reports.html import render_html
+from harness.reports.report import render_markdown
 from harness.results.schema import add_speedups
 from harness.results.store import ResultFile, ResultsError, load_result, write_result
 from harness.timing.points import PROFILES

@@ -8,7 +8,8 @@ from pathlib import Path
 
 import numpy as np
 
-from harness.reports.report import REPORT_STYLE, _figure_png, _markdown_tables_to_html
+from harness.reports.html import REPORT_STYLE, _markdown_tables_to_html
+from harness.reports.plots import _figure_png
 from harness.results.history import Series
 
 __all__ = ["history_html", "history_markdown", "write_history"]
