@@ -46,17 +46,6 @@ def test_html_is_self_contained_with_plots() -> None:
     assert "<table>" in page
 
 
-def test_report_still_exports_what_its_all_lists() -> None:
-    """Callers of the one-module report import its names from harness.reports.report."""
-    from harness.reports import compare, html, report
-
-    homes = {"render_markdown": report, "compare_markdown": compare, "compare_rows": compare}
-    for name in report.__all__:
-        home = homes.get(name, html)
-        assert getattr(report, name) is getattr(home, name), name
-    assert not hasattr(report, "no_such_name")
-
-
 def test_write_reports(tmp_path: Path) -> None:
     md, page = write_reports(_results(), tmp_path / "out")
     assert md.read_text().startswith("# Harness report")

@@ -7,8 +7,8 @@ plain pytest-benchmark JSON gets a table of its benchmarks (median, IQR, ops).
 Rows of different benchmarks (machines, providers, user models that differ) never share a cell.
 
 The page (report.html, :mod:`harness.reports.html`), its plots (:mod:`harness.reports.plots`)
-and ``harness compare`` (:mod:`harness.reports.compare`) live next to it; the names below are
-importable from here as well.
+and ``harness compare`` (:mod:`harness.reports.compare`) live next to it, on the row helpers of
+:mod:`harness.reports.rows`.
 """
 
 from __future__ import annotations
@@ -17,9 +17,8 @@ import math
 import re
 from collections import Counter, defaultdict
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from harness.reports.compare import compare_markdown, compare_rows
 from harness.reports.rows import (
     _error_over_bound,
     _extra,
@@ -46,29 +45,7 @@ from harness.reports.rows import (
 from harness.results.schema import PROVIDERS
 from harness.results.store import ResultFile, benchmark_key, run_order
 
-if TYPE_CHECKING:  # harness.reports.html imports this module: its names resolve on first use
-    from harness.reports.html import REPORT_STYLE, render_html, write_reports
-
-__all__ = [
-    "REPORT_STYLE",
-    "compare_markdown",
-    "compare_rows",
-    "render_html",
-    "render_markdown",
-    "write_reports",
-]
-
-#: What ``from harness.reports.report import ...`` still finds here, now in harness.reports.html.
-_IN_HTML = frozenset({"REPORT_STYLE", "render_html", "write_reports"})
-
-
-def __getattr__(name: str) -> Any:
-    """REPORT_STYLE, render_html and write_reports, from :mod:`harness.reports.html`."""
-    if name in _IN_HTML:
-        from harness.reports import html
-
-        return getattr(html, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+__all__ = ["render_markdown"]
 
 
 #: The providers the harness knows, as it spells them.

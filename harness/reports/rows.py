@@ -24,11 +24,6 @@ def _extra(row: dict[str, Any]) -> dict[str, Any]:
     return extra
 
 
-def _number(value: Any, default: float) -> float:
-    """A field the loader checked to be a number or null; null reads as ``default``."""
-    return default if value is None else float(value)
-
-
 def _real(value: Any) -> float | None:
     """A number (NaN and infinities too), or None for anything else: the fields read here
     beyond those the loader checks (newer rows carry them, older ones do not)."""
