@@ -505,9 +505,9 @@ def _exit_code(
     of a benchmark or of the parity suite, 0 otherwise."""
     export_failures = sorted(
         {
-            f"{extra_of(row).get('case')}/{extra_of(row).get('engine')}"
-            for row in data.get("benchmarks", [])
-            if extra_of(row).get("parity") == "fail"
+            f"{extra.get('case')}/{extra.get('engine')}"
+            for extra in map(extra_of, data.get("benchmarks", []))
+            if extra.get("parity") == "fail"
         }
     )
     if export_failures:

@@ -30,6 +30,13 @@ def _figure_png(fig: Any) -> str:
     return base64.b64encode(buffer.getvalue()).decode()
 
 
+def _finish(plt: Any, fig: Any, heading: str, caption: str) -> _Plot:
+    """The figure as a plot of the section ``heading``, its memory given back."""
+    png = _figure_png(fig)
+    plt.close(fig)
+    return heading, caption, png
+
+
 def _grid(n: int) -> tuple[int, int]:
     cols = min(4, max(1, n))
     return math.ceil(n / cols), cols
@@ -124,9 +131,7 @@ def _speedup_heatmap(plt: Any, by_series: _Series, speedups: _Speedups) -> _Plot
         "Speed-up per case, engine and batch size: scikit-learn's median / the engine's; "
         "red cells marked ▼ are slower than scikit-learn (intervals in the table below)"
     )
-    plot = ("Speed-up against scikit-learn", caption, _figure_png(fig))
-    plt.close(fig)
-    return plot
+    return _finish(plt, fig, "Speed-up against scikit-learn", caption)
 
 
 def _latency_plot(plt: Any, by_series: _Series) -> _Plot | None:
@@ -177,9 +182,7 @@ def _latency_plot(plt: Any, by_series: _Series) -> _Plot | None:
     )
     fig.suptitle("Median latency vs batch size (log-log); band: interquartile range (q1-q3)")
     caption = "Median latency per case; the band spans the middle half of the rounds"
-    plot = ("Latency percentiles", caption, _figure_png(fig))
-    plt.close(fig)
-    return plot
+    return _finish(plt, fig, "Latency percentiles", caption)
 
 
 def _parity_plot(plt: Any, by_series: _Series, engines: dict[tuple[str, str], str]) -> _Plot | None:
@@ -217,9 +220,7 @@ def _parity_plot(plt: Any, by_series: _Series, engines: dict[tuple[str, str], st
         "Worst error of each export as a fraction of the bound it is held to; left of the "
         "dashed line is within it"
     )
-    plot = ("Parity (ONNX against scikit-learn", caption, _figure_png(fig))
-    plt.close(fig)
-    return plot
+    return _finish(plt, fig, "Parity (ONNX against scikit-learn", caption)
 
 
 def _plain_plot(results: Sequence[ResultFile], max_bars: int = 60) -> list[_Plot]:
@@ -247,6 +248,5 @@ def _plain_plot(results: Sequence[ResultFile], max_bars: int = 60) -> list[_Plot
     ax.set_xlabel("median time per call (s), IQR bars")
     ax.set_title("pytest-benchmark results")
     ax.grid(True, axis="x", which="both", alpha=0.3)
-    figure = ("pytest-benchmark results", "pytest-benchmark medians", _figure_png(fig))
-    plt.close(fig)
+    figure = _finish(plt, fig, "pytest-benchmark results", "pytest-benchmark medians")
     return [figure]

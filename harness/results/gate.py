@@ -260,30 +260,16 @@ def gate(
     rows = []
     nan = float("nan")
     for (name, a, b, result, note), adjusted in zip(partial, p_adjusted, strict=True):
+        verdict: Verdict
         if result is None:
             value_a, value_b = fallback.get(name, (nan, nan))
             ratio = value_b / value_a if value_a else nan
-            rows.append(
-                GateRow(
-                    name=name,
-                    n_baseline=len(a),
-                    n_candidate=len(b),
-                    baseline=value_a,
-                    candidate=value_b,
-                    ratio=ratio,
-                    ci_low=nan,
-                    ci_high=nan,
-                    p_value=1.0,
-                    p_adjusted=1.0,
-                    verdict="inconclusive",
-                    note=note,
-                )
-            )
-            continue
-        p, ratio, low, high, value_a, value_b = result
-        verdict = _verdict(low, high, float(adjusted), threshold, alpha)
-        if metric == "speedup":  # show the speed-ups themselves; ratio > 1 still means worse
-            value_a, value_b = 1.0 / value_a, 1.0 / value_b
+            p, low, high, adjusted, verdict = 1.0, nan, nan, 1.0, "inconclusive"
+        else:
+            p, ratio, low, high, value_a, value_b = result
+            verdict = _verdict(low, high, float(adjusted), threshold, alpha)
+            if metric == "speedup":  # show the speed-ups themselves; ratio > 1 still means worse
+                value_a, value_b = 1.0 / value_a, 1.0 / value_b
         rows.append(
             GateRow(
                 name=name,
