@@ -47,6 +47,7 @@ __all__ = [
     "ValidationSummary",
     "default_tolerance",
     "export",
+    "stored_rows",
     "validation_rows",
 ]
 
@@ -224,6 +225,30 @@ def validation_rows(
             if hasattr(step, "inverse_transform"):
                 rows = step.inverse_transform(rows)
     return np.asarray(rows, dtype=np.float64)
+
+
+def stored_rows(model: Any, *, n: int = 512, seed: int = 0) -> npt.NDArray[np.float64] | None:
+    """Training rows the fitted model keeps (a OneClassSVM's support vectors, a neighbour
+    model's fitted rows; PyOD's inner detector's), at most ``n`` of them, in the model's input
+    space (mapped back through a pipeline's scalers); None when it keeps none. The rows it
+    calls normal where the data holds none (a detector that flags every new row)."""
+    final = _final(model)
+    holders = [final, getattr(final, "detector_", None), getattr(final, "neigh_", None)]
+    for holder in holders:
+        for attr in ("_fit_X", "support_vectors_"):
+            data = getattr(holder, attr, None) if holder is not None else None
+            if data is None or np.ndim(data) != 2 or not len(data):
+                continue
+            rows = np.asarray(data, dtype=np.float64)
+            if len(rows) > n:
+                rows = rows[np.random.default_rng(seed).choice(len(rows), n, replace=False)]
+            if isinstance(model, Pipeline):
+                for _, step in reversed(model.steps[:-1]):
+                    if not hasattr(step, "inverse_transform"):
+                        return None  # a step that cannot be undone: no rows in input space
+                    rows = step.inverse_transform(rows)
+            return np.asarray(rows, dtype=np.float64)
+    return None
 
 
 def _fitted_cloud(final: Any, n_features: int) -> tuple[npt.NDArray[Any], npt.NDArray[Any]]:

@@ -328,7 +328,7 @@ def build_parser() -> argparse.ArgumentParser:
         type=float,
         default=None,
         help="fixed relative score tolerance instead of the bound derived from the pair "
-        "(default: the derived bound)",
+        "(default: the derived bound; a fixed tolerance leaves out the score_bias check)",
     )
     check.add_argument(
         "--atol",

@@ -9,7 +9,16 @@ import pytest
 from hypothesis import find, given, settings
 from hypothesis import strategies as st
 
-from engines.tolerance import SAFETY_FACTOR, Tolerance, check_within, derive_bound, fixed_bound
+from engines.tolerance import (
+    SAFETY_FACTOR,
+    SHIFT_ALPHA,
+    Tolerance,
+    check_within,
+    derive_bound,
+    fixed_bound,
+    on_the_steps,
+    shift_test,
+)
 from harness.checks.strategies import boundary_rows, input_box, input_rows
 
 EPS32 = float(np.finfo(np.float32).eps)
@@ -257,3 +266,90 @@ def test_the_reference_float32_noise_sets_the_conditioning() -> None:
         base_rows=X[:100],
     )
     assert trees.conditioning("score_samples") == 1.0
+
+
+def steps_of(X: Any) -> Any:
+    """A histogram-like answer: 1 below 0.5 in column 0, 10 from it on (a step at 0.5)."""
+    return np.where(np.asarray(X)[:, 0] >= 0.5, 10.0, 1.0)
+
+
+def test_a_step_row_is_held_to_one_of_the_references_answers() -> None:
+    X = np.array([[0.5, 0.0], [0.2, 0.0]], dtype=np.float32)  # row 0 on the edge
+    bound = derive_bound(steps_of, X)
+    assert bound.steps.tolist() == [True, False]
+    assert bound.bound[0] > 100  # 16 x the jump of 9: a value between the steps would pass
+    below = on_the_steps(bound, [1.0, 1.0])  # the answer one ulp down: the other step
+    assert below.expected.tolist() == [1.0, 1.0]
+    assert below.bound[0] < 1e-4
+    assert check_within("score_samples", [1.0, 1.0], below).passed
+    between = on_the_steps(bound, [9.5, 1.0])  # no rounding of either answer
+    result = check_within("score_samples", [9.5, 1.0], between)
+    assert not result.passed
+    assert result.row == 0
+    assert "on a step of the reference" in result.how
+    assert on_the_steps(bound, [1.0, 1.0]).bound[1] == bound.bound[1]  # other rows unchanged
+
+
+def test_a_steep_smooth_answer_is_not_a_step() -> None:
+    X = np.array([[0.3, 0.0]], dtype=np.float32)
+    bound = derive_bound(lambda Z: 1e6 * (np.asarray(Z, np.float64)[:, 0] - 0.3) + 1.0, X)
+    assert bound.sensitivity[0] > np.sqrt(EPS32) * bound.magnitude[0]  # steep
+    assert not bound.steps.any()  # but up and down move it alike: smooth
+    assert not fixed_bound([1.0], Tolerance()).steps.any()
+
+
+def noisy_rows(n: int, seed: int = 0) -> tuple[Any, Any, Any]:
+    """Rows, a bound with conditioning 30 (a noisy float32 computation), and the truth."""
+    X = np.random.default_rng(seed).normal(size=(n, 3)).astype(np.float32)
+    bound = derive_bound(mean_abs, X, condition=30.0)
+    return X, bound, bound.truth
+
+
+def test_a_constant_shift_below_every_rows_bound_is_found_by_the_shift_test() -> None:
+    _, bound, truth = noisy_rows(200)
+    ulp = EPS32 * bound.magnitude
+    noise = np.random.default_rng(1).uniform(-30, 30, len(truth)) * ulp
+    shifted = truth + noise + 20 * ulp  # 20 eps: far inside 16 x 30 eps per row
+    assert check_within("score_samples", shifted, bound).passed
+    found = shift_test("score_samples", shifted, bound)
+    assert found.applicable
+    assert not found.passed
+    assert found.side == 1
+    assert found.p < SHIFT_ALPHA
+    assert found.shift_eps == pytest.approx(20, abs=6)
+    assert "sign test" in found.how
+    below = shift_test("score_samples", truth + noise - 20 * ulp, bound)
+    assert not below.passed
+    assert below.side == -1
+
+
+def test_balanced_noise_and_a_small_bias_pass_the_shift_test() -> None:
+    _, bound, truth = noisy_rows(200)
+    ulp = EPS32 * bound.magnitude
+    rng = np.random.default_rng(2)
+    assert shift_test("s", truth + rng.uniform(-60, 60, len(truth)) * ulp, bound).passed
+    biased = truth + (rng.uniform(-1, 1, len(truth)) - 2.4) * ulp  # skl2onnx forest: -2.4 eps
+    found = shift_test("s", biased, bound)
+    assert found.passed
+    assert found.applicable
+
+
+def test_the_shift_test_needs_rows_and_derived_bounds() -> None:
+    _, bound, truth = noisy_rows(20)
+    few = shift_test("s", truth + 1e-3, bound)
+    assert not few.applicable
+    assert few.passed
+    given = fixed_bound(truth, Tolerance(rtol=1e-3))
+    assert not shift_test("s", truth + 1e-4, given).applicable
+
+
+def test_the_references_own_float32_bias_is_allowed() -> None:
+    """A Mahalanobis distance in float32 sits ~12 eps below the float64 one (PyOD's MCD on
+    breast cancer): an engine may be as biased as the reference computing in float32."""
+    _, bound, truth = noisy_rows(200)
+    ulp = EPS32 * bound.magnitude
+    biased = truth + (np.random.default_rng(3).uniform(-4, 4, len(truth)) - 12) * ulp
+    assert not shift_test("s", biased, bound).passed
+    allowed = shift_test("s", biased, bound, allowance=12.0)
+    assert allowed.passed
+    assert "(8 + 12 (the reference's own float32 bias)) x eps" in allowed.how

@@ -189,3 +189,22 @@ def test_custom_tolerance_is_applied(iforest: IsolationForest, rng_data: np.ndar
     report = export(iforest, validation_data=rng_data, tolerance=Tolerance(1.0, 0.0, 1e-12))
     assert report.validation is not None
     assert report.validation.max_abs_err <= 1e-12
+
+
+def test_stored_rows_are_the_rows_the_model_keeps_in_input_space(rng_data: np.ndarray) -> None:
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+    from sklearn.svm import OneClassSVM
+
+    svm = OneClassSVM(nu=0.2).fit(rng_data)
+    rows = export_module.stored_rows(svm)
+    assert rows is not None
+    assert np.array_equal(rows, svm.support_vectors_)
+    lof = LocalOutlierFactor(novelty=True).fit(rng_data)
+    assert export_module.stored_rows(lof, n=10).shape == (10, rng_data.shape[1])
+    piped = make_pipeline(StandardScaler(), OneClassSVM(nu=0.2)).fit(rng_data * 100 + 5)
+    back = export_module.stored_rows(piped)
+    assert back is not None
+    kept = piped[-1].support_vectors_
+    assert np.allclose(piped[0].transform(back), kept)  # mapped back through the scaler
+    assert export_module.stored_rows(IsolationForest(n_estimators=5).fit(rng_data)) is None

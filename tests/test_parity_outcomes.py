@@ -241,3 +241,59 @@ def test_roundtrip_and_engine_only_checks_on_an_onnx_engine() -> None:
     ]
     assert [o.status for o in outcomes] == ["pass", "pass", "pass"], outcomes
     assert run_check("dtype_float64", tgt).status == "pass"
+
+
+def test_data_rows_judges_every_row_of_the_data() -> None:
+    def wrong_on_row_17(X: Any) -> Any:
+        out = in_float32(X)
+        return np.where((BASE[17] == X).all(axis=1), out + np.float32(1e-3), out)
+
+    good = run_check("data_rows", target(Fake(in_float32)))
+    assert good.status == "pass", good.message
+    assert good.examples == 1
+    assert good.rows == len(BASE)
+    assert f"over {len(BASE)} data rows" in good.message
+    bad = run_check("data_rows", target(Fake(wrong_on_row_17)))
+    assert bad.status == "fail"
+    assert "row 17" in bad.message
+    assert bad.minimal_input == [BASE[17].astype(np.float64).tolist()]
+
+
+def test_score_bias_finds_a_shift_inside_every_rows_bound() -> None:
+    shift = 2.5e-6  # ~11 eps of the answers' magnitude (|score| + |offset| ~ 1.8)
+    shifted = target(Fake(lambda X: (in_float32(X) + shift).astype(np.float32)))
+    assert run_check("data_rows", shifted).status == "pass"  # each data row within its bound
+    caught = run_check("score_bias", shifted)
+    assert caught.status == "fail"
+    assert "shifted as a whole" in caught.message
+    assert "sign test" in caught.bound
+    assert caught.measured == pytest.approx(shift, rel=0.2)
+    clean = run_check("score_bias", target(Fake(in_float32)))
+    assert clean.status == "pass", clean.message
+    assert "median shift" in clean.message
+
+
+def test_score_bias_needs_data_rows_and_derived_bounds() -> None:
+    few = ParityTarget(
+        reference=Fake(exact, dtype=np.float64), candidate=Fake(in_float32), base_rows=BASE[:10]
+    )
+    outcome = run_check("score_bias", few)
+    assert outcome.status == "skip"
+    assert "fewer than 24 data rows" in outcome.message
+    given = target(Fake(in_float32), tolerance=Tolerance(rtol=1e-3))
+    assert "score_bias" not in dict(check_plan(given))
+    assert "data_rows" in dict(check_plan(given))
+
+
+def test_sign_consistency_sees_a_label_threshold_moved_inside_the_decision_bound() -> None:
+    moved = Fake(in_float32)
+    moved.predict = lambda X: np.where(moved.decision_function(X) < 2e-6, -1, 1)  # type: ignore[method-assign]
+    unit = BASE / np.abs(BASE).mean(axis=1, keepdims=True)  # decision exactly 0
+    near = (unit * np.float32(1 - 1e-6)).astype(np.float32)  # decision ~ +1e-6
+    kw: dict[str, Any] = {"boundary_rows": near}
+    # the reference's labels may differ there: 2e-6 is within the decision's bound
+    assert run_check("label_exact", target(moved, **kw)).status == "pass"
+    caught = run_check("sign_consistency", target(moved, **kw))
+    assert caught.status == "fail"
+    assert "4 eps" in caught.bound
+    assert run_check("sign_consistency", target(Fake(in_float32), **kw)).status == "pass"

@@ -83,3 +83,30 @@ def test_a_forest_graph_without_score_samples_skips_nothing_silently(
             assert o.message
     assert {o.check for o in outcomes} >= {"label_exact", "decision_close", "roundtrip"}
     assert all(np.isfinite(o.rows) for o in outcomes)
+
+
+def test_step_functions_and_noisy_mixtures_lose_no_fault(power: ModuleType) -> None:
+    """The faults the per-row bounds cannot see: an empirical-CDF detector on integer counts
+    (every row on a step: one ulp moves the score by a whole step, so each row's bound is
+    wide) and a mixture whose float32 reference strays ~30 eps of its answer; data_rows and
+    score_bias catch them."""
+    from pyod.models.ecod import ECOD
+    from sklearn.mixture import GaussianMixture
+
+    from engines import export
+
+    rng = np.random.default_rng(4)
+    counts = rng.poisson(4.0, size=(500, 8)).astype(np.float32)
+    ecod = ECOD().fit(counts[:400])
+    pair = power.Pair("ecod", ecod, export(ecod).model, counts[400:], {})
+    cells = power.run_pair(pair, "ci", faults=("shift", "param", "swap"))["cells"]
+    assert cells["correct"] == "pass"
+    for fault in ("shift", "param", "swap"):
+        assert cells[fault].startswith("caught"), (fault, cells[fault])
+    assert cells["param"] == "caught (data_rows)"  # 1% on one CDF entry: no row's bound sees it
+    offset = 30 + rng.normal(size=(600, 6))  # far from 0: float32 squared distances cancel
+    gmm = GaussianMixture(3, covariance_type="diag", random_state=0).fit(offset[:500])
+    pair = power.Pair("gmm", gmm, export(gmm).model, offset[500:].astype(np.float32), {})
+    result = power.run_pair(pair, "ci", faults=("shift",))
+    assert result["cells"]["correct"] == "pass", result["outcomes"]["correct"]
+    assert result["cells"]["shift"] == "caught (score_bias)"

@@ -15,8 +15,9 @@ autoencoder), the correct graph and four faulty copies are checked with
 
 It prints model x fault -> ``pass`` / ``caught (checks)`` / ``MISSED`` / ``FALSE FAILURE``, or
 ``no effect`` where a missed fault leaves the graph's outputs bit-identical to the correct
-graph's on the test rows, ``within float32 noise`` where it moves no score by more than the
-derived bound's safety factor (16) times float32 eps of the score's size.
+graph's on the test rows and at the decision boundary, ``within float32 noise`` where it moves
+no score by more than the derived bound's safety factor (16) times float32 eps of the score's
+size.
 
     python docs/experiments/conformance_power.py [--profile ci] [--zoo fast|regular|large|none]
         [--only NAME ...] [--faults shift param ...] [--random] [--cache DIR] [--json out.json]
@@ -35,6 +36,7 @@ import os
 import pickle
 import tempfile
 import time
+import warnings
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -44,8 +46,9 @@ import onnx
 import onnxruntime as ort
 from onnx import helper, numpy_helper
 
+from engines import SklearnEngine
 from engines.tolerance import SAFETY_FACTOR
-from harness.checks.pair import CheckSetupError, check_pair
+from harness.checks.pair import CheckSetupError, check_pair, decision_boundary
 from harness.checks.parity import PROFILES, CheckOutcome
 
 SHIFT = 1e-4
@@ -373,12 +376,22 @@ def _answers(model: onnx.ModelProto, rows: np.ndarray) -> np.ndarray:
     return np.stack([np.asarray(o, dtype=np.float64).reshape(-1) for o in outs])
 
 
-def _observable(model: onnx.ModelProto, faulty: onnx.ModelProto, rows: np.ndarray) -> bool:
-    """Whether any output of the faulty graph differs from the correct graph's on ``rows``: a
+def _observable(pair: Pair, faulty: onnx.ModelProto) -> bool:
+    """Whether any output of the faulty graph differs from the correct graph's on the test rows
+    or on the rows at the reference's decision boundary that ``harness check`` searches: a
     fault below the outputs' resolution (1e-4 added to float32 scores near 1e6, whose spacing
-    is 0.06) leaves every answer bit-identical, and no check can or should tell them apart."""
+    is 0.06), or a label threshold moved where no reachable decision lies (a step function
+    that jumps over the cut), leaves every answer bit-identical, and no check can or should
+    tell them apart."""
+    rows = pair.rows
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        ref = SklearnEngine(pair.estimator)
+        boundary = decision_boundary(ref, np.asarray(rows, dtype=np.float32))
+    if boundary is not None and len(boundary):
+        rows = np.concatenate([rows, boundary.astype(rows.dtype)])
     answers = []
-    for graph in (model, faulty):
+    for graph in (pair.model, faulty):
         session, name, dtype = _session(graph)
         answers.append(session.run(None, {name: rows.astype(dtype)}))
     return any(
@@ -392,8 +405,8 @@ def _why_missed(pair: Pair, faulty: onnx.ModelProto) -> str:
     outputs bit-identical on the test rows (``no effect``), or every score moved by at most
     SAFETY_FACTOR float32 eps of the score's size (``within float32 noise``: the derived bound
     tolerates that much by design, as correct graphs stray up to ~3 eps of it)."""
-    if not _observable(pair.model, faulty, pair.rows):
-        return "no effect (outputs bit-identical on the test rows)"
+    if not _observable(pair, faulty):
+        return "no effect (outputs bit-identical on the test rows and at the decision boundary)"
     try:
         correct, moved = _answers(pair.model, pair.rows), _answers(faulty, pair.rows)
     except ValueError:  # no score output: a label-only fault that was missed

@@ -27,13 +27,13 @@ from engines import (
     Tolerance,
     load_model,
 )
-from engines.export import input_policy, validation_rows
+from engines.export import input_policy, stored_rows, validation_rows
 from engines.metadata import ACCEPTS_INF_KEY, ACCEPTS_NAN_KEY
 from engines.onnx_engine import ModelSource
 from harness.checks.parity import CHECKS, CheckOutcome, ParityTarget, check_plan, run_check
 from harness.checks.strategies import boundary_rows, split_thresholds
 
-__all__ = ["CheckSetupError", "check_pair", "outcomes_table"]
+__all__ = ["CheckSetupError", "check_pair", "decision_boundary", "outcomes_table"]
 
 CPU1 = EngineConfig(provider="cpu", intra_op_threads=1)
 
@@ -89,6 +89,29 @@ def _rows(data: Any, ref: SklearnEngine, width: int) -> npt.NDArray[np.float32]:
         return np.ascontiguousarray(rows, dtype=np.float32)
 
 
+def decision_boundary(
+    ref: SklearnEngine, base: npt.NDArray[Any], *, dtype: Any = np.float32
+) -> npt.NDArray[Any] | None:
+    """Rows at the reference's decision boundary (``boundary_rows``), found from the data's
+    rows, or, where they all lie on one side, from them and the rows the model keeps
+    (``engines.export.stored_rows``). None when the reference has no decision or no cut."""
+    if "decision_function" not in ref.methods:
+        return None
+    if ref.convention == "pyod" and ref.threshold is None:
+        return None
+    cut = ref.threshold if ref.convention == "pyod" else None
+
+    def margin(X: npt.NDArray[Any]) -> npt.NDArray[Any]:  # >= 0: normal
+        d = np.asarray(ref.decision_function(X), dtype=np.float64)
+        return d if cut is None else cut - d
+
+    boundary = boundary_rows(margin, base, dtype=dtype)
+    stored = None if len(boundary) else stored_rows(ref.estimator)
+    if stored is not None and stored.shape[1] == base.shape[1]:
+        boundary = boundary_rows(margin, np.concatenate([base, stored]), dtype=dtype)
+    return boundary
+
+
 def check_pair(
     model: ModelSource,
     reference: str | os.PathLike[str] | Any,
@@ -141,17 +164,7 @@ def check_pair(
             raise CheckSetupError(str(exc)) from exc
     base = _rows(data, ref, width)
     policy = input_policy(ref.estimator, width)
-    boundary = None
-    if "decision_function" in ref.methods and (
-        ref.convention != "pyod" or ref.threshold is not None
-    ):
-        cut = ref.threshold if ref.convention == "pyod" else None
-
-        def margin(X: npt.NDArray[Any]) -> npt.NDArray[Any]:  # >= 0: normal
-            d = np.asarray(ref.decision_function(X), dtype=np.float64)
-            return d if cut is None else cut - d
-
-        boundary = boundary_rows(margin, base, dtype=candidate.input_dtype)
+    boundary = decision_boundary(ref, base, dtype=candidate.input_dtype)
     target = ParityTarget(
         reference=ref,
         candidate=candidate,

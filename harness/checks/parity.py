@@ -29,7 +29,15 @@ from hypothesis.errors import Unsatisfiable
 from scipy import stats
 
 from engines import Engine, EngineError, InputError, OnnxEngine, SklearnEngine, Tolerance
-from engines.tolerance import RowBound, check_within, derive_bound, fixed_bound, float32_twin
+from engines.tolerance import (
+    RowBound,
+    check_within,
+    derive_bound,
+    fixed_bound,
+    float32_twin,
+    on_the_steps,
+    shift_test,
+)
 from harness.checks.strategies import input_rows
 
 __all__ = [
@@ -147,7 +155,10 @@ class ParityTarget:
                 score
                 if isinstance(score, EngineError)
                 else dataclasses.replace(
-                    score, expected=score.expected - shift, truth=score.truth - shift
+                    score,
+                    expected=score.expected - shift,
+                    truth=score.truth - shift,
+                    neighbours=None if score.neighbours is None else score.neighbours - shift,
                 )
             )
         else:
@@ -231,18 +242,36 @@ class ParityTarget:
         against the reference in float64, both on the rows as float32 holds them, so input
         rounding is not counted. 1 where it cannot be measured (a torch or row-by-row
         reference) or where the reference upcasts to float64 whatever it is given."""
-        key = ("conditioning", method)
-        if key not in self._memo:
-            self._memo[key] = self._measure_conditioning(method)
-        condition: float = self._memo[key]
-        return condition
+        return self._own_float32(method)[0]
 
-    def _measure_conditioning(self, method: str) -> float:
+    def own_bias(self, method: str) -> float:
+        """The median signed error of the reference's own float32 arithmetic on the base rows,
+        in float32 eps of the answer (0 where it cannot be measured): how far a float32
+        computation of the same formula sits, as a whole, to one side of the float64 one."""
+        return self._own_float32(method)[1]
+
+    def _own_float32(self, method: str) -> tuple[float, float]:
+        key = ("own float32", method)
+        if key not in self._memo:
+            ratio = self._float32_errors(method)
+            if ratio is None or not len(ratio):
+                self._memo[key] = (1.0, 0.0)
+            else:
+                self._memo[key] = (
+                    max(1.0, float(np.abs(ratio).max())),
+                    float(np.median(ratio)),
+                )
+        measured: tuple[float, float] = self._memo[key]
+        return measured
+
+    def _float32_errors(self, method: str) -> npt.NDArray[np.float64] | None:
+        """(reference in float32 - reference in float64) / (eps x magnitude) on the base rows;
+        None where it cannot be measured."""
         reference = self.reference
         if not isinstance(reference, SklearnEngine):
-            return 1.0
+            return None
         if reference.info().get("scoring") == "row by row":
-            return 1.0
+            return None
         twin = float32_twin(reference.estimator)
         in_float32 = reference if twin is None else SklearnEngine(twin, collect_metrics=False)
         rows32 = np.asarray(self.base_rows).astype(np.float32)
@@ -251,17 +280,17 @@ class ParityTarget:
                 got = np.asarray(getattr(in_float32, method)(rows32), dtype=np.float64)
                 truth = np.asarray(getattr(reference, method)(rows32.astype(np.float64)))
         except (EngineError, ArithmeticError, ValueError, TypeError):
-            return 1.0
+            return None
         got, truth = got.reshape(-1), truth.astype(np.float64).reshape(-1)
         if got.shape != truth.shape:
-            return 1.0
+            return None
         offset = abs(float(getattr(reference, "offset", None) or 0.0))
         eps = float(np.finfo(np.float32).eps)
         with np.errstate(all="ignore"):
             magnitude = np.maximum(np.abs(truth) + offset, self.typical(method))
-            ratio = np.abs(got - truth) / (eps * magnitude)
-        ratio = ratio[np.isfinite(ratio)]
-        return max(1.0, float(ratio.max())) if len(ratio) else 1.0
+            ratio = (got - truth) / (eps * magnitude)
+        finite: npt.NDArray[np.float64] = ratio[np.isfinite(ratio)]
+        return finite
 
 
 def _digest(X: npt.NDArray[Any]) -> tuple[str, tuple[int, ...], bytes]:
@@ -335,6 +364,7 @@ class _Tally:
     how: str = ""
     undefined: int = 0
     rows: int = 0
+    note: str = ""  # what a deterministic check found, for its pass message
 
 
 def _bounded(
@@ -450,7 +480,9 @@ def check_sign(target: ParityTarget, X: npt.NDArray[Any]) -> _Tally:
     """The anomaly label exactly where the decision is on the anomalous side of its cut
     (decision < 0; PyOD: decision > threshold): the engine agrees with itself. At the cut
     either label (libsvm says -1 at 0, IsolationForest 1), and with derived bounds either label
-    where the decision is within the reference's bound of the cut."""
+    where the decision is within a few roundings of the cut (``_TIE_EPS`` eps of its
+    magnitude: the label and the decision are one computation, rounded apart at most once or
+    twice), so a label threshold moved by far less than the decision's bound still shows."""
     labels = target.answer("candidate", "predict", X)
     decision = target.answer("candidate", "decision_function", X)
     if isinstance(labels, EngineError) or isinstance(decision, EngineError):
@@ -464,8 +496,14 @@ def check_sign(target: ParityTarget, X: npt.NDArray[Any]) -> _Tally:
     if target.derived and "decision_function" in target.reference.methods:
         bound = target.expect("decision_function", X)
         if not isinstance(bound, EngineError):
-            how = f"label {anomaly} exactly past the cut, either within the bound of it"
-            tie = tie | (np.abs(margin) <= bound.bound)
+            rounding = (
+                _TIE_EPS * bound.eps * np.where(np.isfinite(bound.magnitude), bound.magnitude, 0)
+            )
+            how = (
+                f"label {anomaly} exactly past the cut, either within {_TIE_EPS:g} eps of the "
+                "decision's magnitude of it"
+            )
+            tie = tie | (np.abs(margin) <= rounding)
     bad = np.flatnonzero(((labels == anomaly) != (margin < 0)) & ~tie)
     if len(bad):
         row = int(bad[0])
@@ -477,6 +515,14 @@ def check_sign(target: ParityTarget, X: npt.NDArray[Any]) -> _Tally:
             row,
         )
     return _Tally(0.0, 0.0, 0.0, how, 0, len(X))
+
+
+_EPS32 = float(np.finfo(np.float32).eps)
+
+#: How many eps of the decision's magnitude an engine's label and its own decision may
+#: disagree by at the cut: a graph's float32 threshold against the metadata's float64 one,
+#: a decision output rounded after the label's comparison.
+_TIE_EPS = 4.0
 
 
 def _own_method(target: ParityTarget) -> str:
@@ -571,6 +617,65 @@ def check_errors_match(target: ParityTarget, X: npt.NDArray[Any]) -> _Tally:
     return _bounded(method, ours, expected)
 
 
+def _common_scores(target: ParityTarget) -> list[str]:
+    return sorted(target.reference.methods & target.candidate.methods & _SCORES)
+
+
+def check_data_rows(target: ParityTarget, X: npt.NDArray[Any]) -> _Tally:
+    """Every row of the data, not a sample of them: labels as in label_exact, each score
+    within its row's bound; on a step of the reference (a histogram's or an empirical CDF's
+    edge: ``RowBound.steps``) the engine must give one of the reference's answers there (on
+    the row or a one-ulp neighbour), ``engines.tolerance.on_the_steps``."""
+    worst = _Tally(ratio=-1.0)
+    if "predict" in target.reference.methods & target.candidate.methods:
+        worst = check_labels(target, X)
+    for method in _common_scores(target):
+        expected, ours = _pair(target, method, X)
+        tally = _bounded(method, ours, on_the_steps(expected, ours))
+        if tally.ratio > worst.ratio:
+            worst = tally
+    return worst
+
+
+def check_score_bias(target: ParityTarget, X: npt.NDArray[Any]) -> _Tally:
+    """No score sits, as a whole, to one side of the reference's on the data's rows
+    (``engines.tolerance.shift_test``: a sign test against a floor of 8 float32 eps of the
+    answer): a constant shift too small for any one row's bound is caught by all of them."""
+    tested: list[str] = []
+    worst = _Tally(ratio=-1.0)
+    for method in _common_scores(target):
+        expected, ours = _pair(target, method, X)
+        own = abs(target.own_bias(method)) if expected.eps == _EPS32 else 0.0
+        found = shift_test(method, ours, expected, allowance=own)
+        if not found.applicable:
+            continue
+        tested.append(
+            f"{method} median shift {found.shift:+.2g} ({found.shift_eps:+.2g} eps) over "
+            f"{found.rows} rows, smallest p {found.p:.2g}"
+        )
+        side = "above" if found.side > 0 else "below"
+        evidence = (
+            f"on {found.beyond} of the {found.subset} rows with the smallest answers the engine "
+            f"is {side} the reference by more than {found.factor:g} eps of the answer; median "
+            f"shift {found.shift:+.3g} ({found.shift_eps:+.3g} eps), sign test p = {found.p:.2g}"
+        )
+        if not found.passed:
+            raise Discrepancy(
+                f"{method} is shifted as a whole: {evidence} < {found.alpha:g}",
+                abs(found.shift),
+                found.floor,
+                found.how,
+            )
+        ratio = abs(found.shift) / found.floor if found.floor > 0 else 0.0
+        if ratio > worst.ratio:
+            worst = _Tally(ratio, abs(found.shift), found.floor, found.how, 0, found.rows)
+    if not tested:
+        raise _NotApplicable(
+            f"fewer than 24 data rows where the reference is defined (the data has {len(X)})"
+        )
+    return dataclasses.replace(worst, note="ok: " + "; ".join(tested))
+
+
 def check_eager(target: ParityTarget, X: npt.NDArray[Any]) -> _Tally:
     """The ONNX autoencoder answers like eager torch (reconstruction error = -score)."""
     assert target.eager is not None
@@ -651,6 +756,8 @@ CHECKS: dict[str, tuple[Check, frozenset[str], str]] = {
     "row_order": (check_row_order, frozenset(), "a score"),
     "dtype_float64": (check_dtype, frozenset(), "a score"),
     "errors_match": (check_errors_match, frozenset(), "non-finite"),
+    "data_rows": (check_data_rows, frozenset(), "data"),
+    "score_bias": (check_score_bias, frozenset(), "derived"),
     "roundtrip": (check_roundtrip, frozenset(), "onnx"),
     "torch_eager": (check_eager, frozenset({"score_samples"}), "eager"),
     "quantized_rank": (check_quantized, frozenset({"score_samples", "predict"}), "quantized"),
@@ -673,11 +780,13 @@ def check_plan(target: ParityTarget) -> list[tuple[str, str | None]]:
             continue
         if target.rank_bounds is not None and name not in _QUANTIZED_CHECKS:
             continue  # a quantized model is held to rank bounds, not to score tolerances
-        if needs in ("a score", "non-finite") and not ref & _SCORES:
+        if needs in ("a score", "non-finite", "derived") and not ref & _SCORES:
             continue
+        if needs == "derived" and not target.derived:
+            continue  # a given rtol / atol holds each row; the shift test needs derived bounds
         reason = None
         missing = sorted(methods - ours)
-        if needs in ("a score", "non-finite", "onnx") and not ref & ours & _SCORES:
+        if needs in ("a score", "non-finite", "onnx", "derived") and not ref & ours & _SCORES:
             missing = sorted(ref & _SCORES)
         if missing:
             reason = (
@@ -746,7 +855,7 @@ def _run(name: str, target: ParityTarget, profile: str) -> CheckOutcome:
         return CheckOutcome(name, "skip", 0, None, "", skip, None)
     fn = CHECKS[name][0]
     needs = CHECKS[name][2]
-    if needs == "quantized":  # deterministic over the base rows
+    if needs in ("quantized", "data", "derived"):  # deterministic over the base rows
         return _once(name, fn, target)
     non_finite = needs == "non-finite"
     in_all = not target.isolate_non_finite
@@ -892,14 +1001,36 @@ def _no_example(rejected: Counter[str]) -> str:
 
 
 def _once(name: str, fn: Check, target: ParityTarget) -> CheckOutcome:
+    """A deterministic check on the base rows (the data): one example, no generation."""
+    X = np.ascontiguousarray(target.base_rows)
     try:
-        with warnings.catch_warnings(), np.errstate(all="ignore"):
-            warnings.simplefilter("ignore", RuntimeWarning)
-            tally = fn(target, target.base_rows)
+        tally = _quietly(fn, target, X)
+    except _NotApplicable as exc:
+        return CheckOutcome(name, "skip", 0, None, "", str(exc), None)
     except Discrepancy as exc:
         text = _bound_text(target, exc.how)
-        return CheckOutcome(name, "fail", 1, exc.measured, text, str(exc), None, exc.bound)
-    except Exception as exc:
-        return CheckOutcome(name, "fail", 1, None, "", f"raised {type(exc).__name__}: {exc}", None)
-    text = _bound_text(target, tally.how)
-    return CheckOutcome(name, "pass", 1, tally.measured, text, "ok", None, tally.bound)
+        minimal = None
+        if exc.row is not None and exc.row < len(X):
+            minimal = np.asarray(X[exc.row : exc.row + 1], dtype=np.float64).tolist()
+        return CheckOutcome(
+            name, "fail", 1, exc.measured, text, str(exc), minimal, exc.bound, 0, len(X)
+        )
+    except Exception as exc:  # a crash inside a check is a finding, never a traceback
+        return CheckOutcome(name, "fail", 1, None, "", _message(exc), None, 0.0, 0, len(X))
+    note = tally.note or (
+        f"ok: worst row at {max(tally.ratio, 0.0):.2g} of its bound over {len(X)} data rows"
+    )
+    if tally.undefined:
+        note += f"; {tally.undefined} rows where the reference is undefined (not judged)"
+    return CheckOutcome(
+        name,
+        "pass",
+        1,
+        tally.measured,
+        _bound_text(target, tally.how),
+        note,
+        None,
+        tally.bound,
+        tally.undefined,
+        tally.rows,
+    )
