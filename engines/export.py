@@ -228,18 +228,19 @@ def validation_rows(
 
 
 def stored_rows(model: Any, *, n: int = 512, seed: int = 0) -> npt.NDArray[np.float64] | None:
-    """Training rows the fitted model keeps (a OneClassSVM's support vectors, a neighbour
-    model's fitted rows; PyOD's inner detector's), at most ``n`` of them, in the model's input
-    space (mapped back through a pipeline's scalers); None when it keeps none. The rows it
-    calls normal where the data holds none (a detector that flags every new row)."""
+    """Rows the fitted model keeps: training rows (a OneClassSVM's support vectors, a
+    neighbour model's fitted rows) or its centres (a mixture's means, a robust covariance's
+    location), its own or its PyOD inner detector's; at most ``n``, in the model's input space
+    (mapped back through a pipeline's scalers); None when it keeps none. The rows it calls
+    normal where the data holds none (a detector that flags every new row)."""
     final = _final(model)
     holders = [final, getattr(final, "detector_", None), getattr(final, "neigh_", None)]
     for holder in holders:
-        for attr in ("_fit_X", "support_vectors_"):
+        for attr in ("_fit_X", "support_vectors_", "means_", "location_"):
             data = getattr(holder, attr, None) if holder is not None else None
-            if data is None or np.ndim(data) != 2 or not len(data):
+            if data is None or np.ndim(data) not in (1, 2) or not np.size(data):
                 continue
-            rows = np.asarray(data, dtype=np.float64)
+            rows = np.atleast_2d(np.asarray(data, dtype=np.float64))
             if len(rows) > n:
                 rows = rows[np.random.default_rng(seed).choice(len(rows), n, replace=False)]
             if isinstance(model, Pipeline):

@@ -228,3 +228,5 @@ def test_boundary_rows_come_from_the_models_rows_when_every_data_row_is_anomalou
     assert (decision >= 0).any()
     assert (decision < 0).any()
     assert np.median(np.abs(decision)) < 1e-2
+    nearness = np.abs(decision)
+    assert np.all(np.diff(nearness) >= -1e-12)  # the nearest the cut first

@@ -207,4 +207,10 @@ def test_stored_rows_are_the_rows_the_model_keeps_in_input_space(rng_data: np.nd
     assert back is not None
     kept = piped[-1].support_vectors_
     assert np.allclose(piped[0].transform(back), kept)  # mapped back through the scaler
+    from sklearn.mixture import GaussianMixture
+
+    mixture = GaussianMixture(2, random_state=0).fit(rng_data)
+    centres = export_module.stored_rows(mixture)
+    assert centres is not None
+    assert np.array_equal(centres, mixture.means_)  # a mixture keeps no rows: its means
     assert export_module.stored_rows(IsolationForest(n_estimators=5).fit(rng_data)) is None

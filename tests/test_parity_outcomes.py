@@ -279,7 +279,13 @@ def test_score_bias_needs_data_rows_and_derived_bounds() -> None:
     )
     outcome = run_check("score_bias", few)
     assert outcome.status == "skip"
-    assert "fewer than 24 data rows" in outcome.message
+    assert "fewer than 24 distinct data rows" in outcome.message
+    one_row = ParityTarget(
+        reference=Fake(exact, dtype=np.float64),
+        candidate=Fake(lambda X: (in_float32(X) + 2.5e-6).astype(np.float32)),
+        base_rows=np.repeat(BASE[:1], 100, axis=0),  # a row repeated is one piece of evidence
+    )
+    assert run_check("score_bias", one_row).status == "skip"
     given = target(Fake(in_float32), tolerance=Tolerance(rtol=1e-3))
     assert "score_bias" not in dict(check_plan(given))
     assert "data_rows" in dict(check_plan(given))

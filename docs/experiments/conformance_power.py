@@ -376,41 +376,59 @@ def _answers(model: onnx.ModelProto, rows: np.ndarray) -> np.ndarray:
     return np.stack([np.asarray(o, dtype=np.float64).reshape(-1) for o in outs])
 
 
-def _observable(pair: Pair, faulty: onnx.ModelProto) -> bool:
-    """Whether any output of the faulty graph differs from the correct graph's on the test rows
-    or on the rows at the reference's decision boundary that ``harness check`` searches: a
-    fault below the outputs' resolution (1e-4 added to float32 scores near 1e6, whose spacing
-    is 0.06), or a label threshold moved where no reachable decision lies (a step function
-    that jumps over the cut), leaves every answer bit-identical, and no check can or should
-    tell them apart."""
+def _reached_rows(pair: Pair) -> tuple[np.ndarray, float | None]:
+    """The test rows and the rows at the reference's decision boundary that ``harness check``
+    searches, and how far above the label cut the nearest reached decision at or above it
+    lies (None: no cut): a cut moved up by THRESHOLD flips only rows that near."""
     rows = pair.rows
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         ref = SklearnEngine(pair.estimator)
         boundary = decision_boundary(ref, np.asarray(rows, dtype=np.float32))
-    if boundary is not None and len(boundary):
-        rows = np.concatenate([rows, boundary.astype(rows.dtype)])
+        if boundary is not None and len(boundary):
+            rows = np.concatenate([rows, boundary.astype(rows.dtype)])
+        if boundary is None:
+            return rows, None
+        cut = ref.threshold if ref.convention == "pyod" else 0.0
+        decision = np.asarray(ref.decision_function(rows.astype(np.float32)), dtype=np.float64)
+    above = decision - float(cut or 0.0)  # a cut moved up by THRESHOLD flips rows in [0, it]
+    above = above[above >= 0]
+    return rows, float(above.min()) if len(above) else None
+
+
+def _differing(pair: Pair, faulty: onnx.ModelProto, rows: np.ndarray) -> set[str]:
+    """The outputs of the faulty graph that differ from the correct graph's on ``rows`` (the
+    test rows and the rows at the decision boundary that ``harness check`` searches). None
+    differ for a fault below the outputs' resolution (1e-4 added to float32 scores near 1e6,
+    whose spacing is 0.06) or a label threshold moved where no reached decision lies (a step
+    function that jumps over the cut): no check can or should tell those graphs apart."""
     answers = []
     for graph in (pair.model, faulty):
         session, name, dtype = _session(graph)
-        answers.append(session.run(None, {name: rows.astype(dtype)}))
-    return any(
-        not np.array_equal(np.asarray(a), np.asarray(b), equal_nan=True)
-        for a, b in zip(*answers, strict=True)
-    )
+        names = [o.name for o in session.get_outputs()]
+        outputs = session.run(names, {name: rows.astype(dtype)})
+        answers.append(dict(zip(names, outputs, strict=True)))
+    return {
+        out
+        for out in answers[0]
+        if not np.array_equal(np.asarray(answers[0][out]), np.asarray(answers[1][out]), True)
+    }
 
 
 def _why_missed(pair: Pair, faulty: onnx.ModelProto) -> str:
     """``MISSED``, unless the fault is below what any float32 comparison can resolve: the
-    outputs bit-identical on the test rows (``no effect``), or every score moved by at most
-    SAFETY_FACTOR float32 eps of the score's size (``within float32 noise``: the derived bound
-    tolerates that much by design, as correct graphs stray up to ~3 eps of it)."""
-    if not _observable(pair, faulty):
-        return "no effect (outputs bit-identical on the test rows and at the decision boundary)"
-    try:
-        correct, moved = _answers(pair.model, pair.rows), _answers(faulty, pair.rows)
-    except ValueError:  # no score output: a label-only fault that was missed
-        return "MISSED"
+    outputs bit-identical on the test and boundary rows (``no effect``), or the labels
+    identical and every score moved by at most SAFETY_FACTOR float32 eps of the score's size
+    (``within float32 noise``: the derived bound tolerates that much by design, as correct
+    graphs stray up to ~3 eps of it)."""
+    rows, nearest = _reached_rows(pair)
+    differing = _differing(pair, faulty, rows)
+    if not differing:
+        where = "" if nearest is None else f"; nearest decision above the cut: +{nearest:.2g}"
+        return f"no effect (outputs bit-identical on test and boundary rows{where})"
+    if any(out.lower() not in SCORE_OUTPUTS for out in differing):
+        return "MISSED"  # a label moved: no float32 rounding does that
+    correct, moved = _answers(pair.model, rows), _answers(faulty, rows)
     if correct.size == 0 or correct.shape != moved.shape:
         return "MISSED"
     with np.errstate(all="ignore"):

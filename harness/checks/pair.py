@@ -36,6 +36,9 @@ from harness.checks.strategies import boundary_rows, split_thresholds
 __all__ = ["CheckSetupError", "check_pair", "decision_boundary", "outcomes_table"]
 
 CPU1 = EngineConfig(provider="cpu", intra_op_threads=1)
+#: Segments bisected to the decision boundary: a step function (a histogram, an empirical
+#: CDF, a tree ensemble) jumps over its cut, and the more crossings, the nearer one lands.
+BOUNDARY_PAIRS = 96
 
 
 class CheckSetupError(Exception):
@@ -94,7 +97,8 @@ def decision_boundary(
 ) -> npt.NDArray[Any] | None:
     """Rows at the reference's decision boundary (``boundary_rows``), found from the data's
     rows, or, where they all lie on one side, from them and the rows the model keeps
-    (``engines.export.stored_rows``). None when the reference has no decision or no cut."""
+    (``engines.export.stored_rows``: support vectors, fitted rows, a mixture's means); the
+    nearest the cut first. None when the reference has no decision or no cut."""
     if "decision_function" not in ref.methods:
         return None
     if ref.convention == "pyod" and ref.threshold is None:
@@ -105,10 +109,11 @@ def decision_boundary(
         d = np.asarray(ref.decision_function(X), dtype=np.float64)
         return d if cut is None else cut - d
 
-    boundary = boundary_rows(margin, base, dtype=dtype)
+    boundary = boundary_rows(margin, base, pairs=BOUNDARY_PAIRS, dtype=dtype)
     stored = None if len(boundary) else stored_rows(ref.estimator)
     if stored is not None and stored.shape[1] == base.shape[1]:
-        boundary = boundary_rows(margin, np.concatenate([base, stored]), dtype=dtype)
+        rows = np.concatenate([base, stored])
+        boundary = boundary_rows(margin, rows, pairs=BOUNDARY_PAIRS, dtype=dtype)
     return boundary
 
 

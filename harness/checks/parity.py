@@ -500,8 +500,8 @@ def check_sign(target: ParityTarget, X: npt.NDArray[Any]) -> _Tally:
                 _TIE_EPS * bound.eps * np.where(np.isfinite(bound.magnitude), bound.magnitude, 0)
             )
             how = (
-                f"label {anomaly} exactly past the cut, either within {_TIE_EPS:g} eps of the "
-                "decision's magnitude of it"
+                f"label {anomaly} exactly past the cut; either within {_TIE_EPS:g} eps of the "
+                "decision's magnitude of the cut"
             )
             tie = tie | (np.abs(margin) <= rounding)
     bad = np.flatnonzero(((labels == anomaly) != (margin < 0)) & ~tie)
@@ -640,9 +640,11 @@ def check_data_rows(target: ParityTarget, X: npt.NDArray[Any]) -> _Tally:
 def check_score_bias(target: ParityTarget, X: npt.NDArray[Any]) -> _Tally:
     """No score sits, as a whole, to one side of the reference's on the data's rows
     (``engines.tolerance.shift_test``: a sign test against a floor of 8 float32 eps of the
-    answer): a constant shift too small for any one row's bound is caught by all of them."""
+    answer): a constant shift too small for any one row's bound is caught by all of them.
+    Distinct rows only: a row repeated is one piece of evidence, not many."""
     tested: list[str] = []
     worst = _Tally(ratio=-1.0)
+    X = np.unique(X, axis=0) if len(X) else X
     for method in _common_scores(target):
         expected, ours = _pair(target, method, X)
         own = abs(target.own_bias(method)) if expected.eps == _EPS32 else 0.0
@@ -656,7 +658,8 @@ def check_score_bias(target: ParityTarget, X: npt.NDArray[Any]) -> _Tally:
         side = "above" if found.side > 0 else "below"
         evidence = (
             f"on {found.beyond} of the {found.subset} rows with the smallest answers the engine "
-            f"is {side} the reference by more than {found.factor:g} eps of the answer; median "
+            f"is {side} the reference by more than {found.factor + found.allowance:.3g} eps of "
+            f"the answer; median "
             f"shift {found.shift:+.3g} ({found.shift_eps:+.3g} eps), sign test p = {found.p:.2g}"
         )
         if not found.passed:
@@ -671,7 +674,8 @@ def check_score_bias(target: ParityTarget, X: npt.NDArray[Any]) -> _Tally:
             worst = _Tally(ratio, abs(found.shift), found.floor, found.how, 0, found.rows)
     if not tested:
         raise _NotApplicable(
-            f"fewer than 24 data rows where the reference is defined (the data has {len(X)})"
+            f"fewer than 24 distinct data rows where the reference is defined (the data has "
+            f"{len(X)} distinct rows)"
         )
     return dataclasses.replace(worst, note="ok: " + "; ".join(tested))
 
@@ -944,17 +948,24 @@ def _run(name: str, target: ParityTarget, profile: str) -> CheckOutcome:
 
 
 #: Checks that also run, as explicit examples, on the rows at the decision boundary: a label
-#: threshold moved by a little shows only there.
-_AT_THE_BOUNDARY = ("label_exact", "sign_consistency")
+#: threshold moved by a little shows only there, and where every data row is an outlier the
+#: boundary rows (found from the rows the model keeps) are the only normal rows checked.
+_AT_THE_BOUNDARY = ("label_exact", "sign_consistency", "decision_close", "score_close")
 
 
 def _boundary_batches(
     boundary: npt.NDArray[Any], rows: int = 128, batch: int = 16
 ) -> list[npt.NDArray[Any]]:
-    """Up to ``rows`` boundary rows (evenly spread over them) in batches."""
+    """Up to ``rows`` boundary rows in batches: the first half as given (``check_pair`` gives
+    the rows nearest the cut first: they flip under a cut moved by any amount), the other half
+    evenly spread over the rest (rows further out, beyond the decision's bound, which
+    label_exact judges)."""
     if not len(boundary):
         return []
-    picked = boundary[np.unique(np.linspace(0, len(boundary) - 1, rows).astype(int))]
+    near, rest = boundary[: rows // 2], boundary[rows // 2 :]
+    if len(rest):
+        rest = rest[np.unique(np.linspace(0, len(rest) - 1, rows - len(near)).astype(int))]
+    picked = np.concatenate([near, rest])
     return [
         np.ascontiguousarray(picked[i : i + batch], dtype=np.float32)
         for i in range(0, len(picked), batch)

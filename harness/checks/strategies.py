@@ -80,10 +80,12 @@ def boundary_rows(
     """Rows at and near the decision boundary, found by bisecting segments from rows
     ``decision`` calls normal to rows it calls anomalous.
 
-    The first ``2 * pairs`` rows are the last pair on either side of the boundary; the rest are
-    points probed on the way whose |decision| lies within ``near`` times the decision's scale
-    on the base rows (its 90th percentile of |decision|): close enough to the boundary for a
-    label threshold moved by a little to flip them, far enough to be above float noise. Where
+    The rows come nearest the boundary first (|decision| ascending): the last pair of every
+    segment, one row on either side of the boundary, and the points probed on the way whose
+    |decision| lies within ``near`` times the decision's scale
+    on the base rows (its median |decision|, which a few far outliers do not inflate): close
+    enough to the boundary for a label threshold moved by a little to flip them, far enough to
+    be above float noise. Where
     no base row is anomalous, rows scaled away from the centre stand in. No rows when the
     decision never changes sign.
     """
@@ -100,29 +102,35 @@ def boundary_rows(
     d = value(rows)
     inside = d >= 0
     finite = np.abs(d[np.isfinite(d)])
-    scale = float(np.percentile(finite, 90)) if len(finite) else 1.0
+    scale = float(np.median(finite)) if len(finite) else 1.0
     normal, anomalous = rows[inside], rows[~inside]
+    d_normal, d_anomalous = d[inside], d[~inside]
     if not len(anomalous) and len(normal):  # push rows outwards until the decision turns
         centre = normal.mean(axis=0)
         for factor in (3.0, 10.0, 100.0):
             far = centre + (normal - centre) * factor
-            anomalous = far[~(value(far) >= 0)]
+            d_far = value(far)
+            anomalous, d_anomalous = far[~(d_far >= 0)], d_far[~(d_far >= 0)]
             if len(anomalous):
                 break
     if not len(normal) or not len(anomalous):
         return np.zeros((0, rows.shape[1]), dtype=dtype)
-    a = normal[rng.integers(0, len(normal), pairs)]
-    b = anomalous[rng.integers(0, len(anomalous), pairs)]
-    probed = []
+    ia, ib = rng.integers(0, len(normal), pairs), rng.integers(0, len(anomalous), pairs)
+    a, b, da, db = normal[ia], anomalous[ib], d_normal[ia], d_anomalous[ib]
+    probed, probed_d = [], []
     low, high = near[0] * scale, near[1] * scale
     for _ in range(steps):  # a stays normal, b stays anomalous; they close in on the boundary
         middle = ((a + b) / 2).astype(dtype).astype(np.float64)
         d = value(middle)
         ok = d >= 0
-        probed.append(middle[(np.abs(d) >= low) & (np.abs(d) <= high)])
-        a = np.where(ok[:, None], middle, a)
-        b = np.where(ok[:, None], b, middle)
-    return np.concatenate([a, b, *probed]).astype(dtype)
+        kept = (np.abs(d) >= low) & (np.abs(d) <= high)
+        probed.append(middle[kept])
+        probed_d.append(d[kept])
+        a, da = np.where(ok[:, None], middle, a), np.where(ok, d, da)
+        b, db = np.where(ok[:, None], b, middle), np.where(ok, db, d)
+    found = np.concatenate([a, b, *probed])
+    nearness = np.nan_to_num(np.abs(np.concatenate([da, db, *probed_d])), nan=np.inf)
+    return found[np.argsort(nearness, kind="stable")].astype(dtype)
 
 
 @st.composite
