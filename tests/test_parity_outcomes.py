@@ -303,3 +303,20 @@ def test_sign_consistency_sees_a_label_threshold_moved_inside_the_decision_bound
     assert caught.status == "fail"
     assert "4 eps" in caught.bound
     assert run_check("sign_consistency", target(Fake(in_float32), **kw)).status == "pass"
+
+
+def test_dtype_float64_makes_no_overflow_of_its_own() -> None:
+    """The float64 copy of a row at float32's limit stays within it: nudging it by 1e-9 would
+    make it infinite in float32, which the reference refuses and a plain graph answers."""
+    from harness.checks.parity import check_dtype
+
+    edge = np.full((2, BASE.shape[1]), np.finfo(np.float32).max, dtype=np.float32)
+    edge[1] *= -1
+    reference = Fake(lambda X: np.clip(exact(X), -1e30, 1e30), refuse_non_finite=True)
+    candidate = Fake(lambda X: np.clip(in_float32(X), -1e30, 1e30))
+    with np.errstate(over="ignore"):  # the float32 engine's mean of two limits overflows
+        tally = check_dtype(target(candidate, reference), edge)
+    assert tally.rows == 2
+    undeclared = target(Fake(lambda X: np.zeros(len(X))), reference, refusals_declared=False)
+    with pytest.raises(Exception, match="does not declare"):
+        check_dtype(undeclared, np.full((1, BASE.shape[1]), np.inf, dtype=np.float32))

@@ -580,14 +580,23 @@ def check_row_order(target: ParityTarget, X: npt.NDArray[Any]) -> _Tally:
 
 
 def check_dtype(target: ParityTarget, X: npt.NDArray[Any]) -> _Tally:
-    """float64 input is scored as the model's input type: like the reference on those rows."""
-    X64 = X.astype(np.float64) * (1 + 1e-9)  # values float32 cannot hold exactly
+    """float64 input is scored as the model's input type: like the reference on those rows.
+    Batches the reference refuses are judged as in errors_match: only where the graph
+    declares what its estimator refuses."""
+    X64 = X.astype(np.float64)
+    nudged = X64 * (1 + 1e-9)  # values float32 cannot hold exactly, but no larger than it can
+    X64 = np.where(np.abs(nudged) <= float(np.finfo(np.float32).max), nudged, X64)
     model_dtype = getattr(target.candidate, "input_dtype", np.dtype(np.float64))
     with np.errstate(over="ignore"):
         seen = X64.astype(model_dtype)  # what a float32 model is documented to score
     method = _own_method(target)
     expected = target.expect(method, seen)
     ours = target.answer("candidate", method, X64)
+    if isinstance(expected, EngineError) and not target.refusals_declared:
+        raise _NotApplicable(
+            "the reference refuses the batch and the graph does not declare what its estimator "
+            "refuses (no accepts_nan / accepts_inf metadata)"
+        )
     if isinstance(expected, EngineError) != isinstance(ours, EngineError):
         raise Discrepancy(f"float64 input: reference {expected!r}, engine {ours!r}")
     if isinstance(expected, EngineError) or isinstance(ours, EngineError):
