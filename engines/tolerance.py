@@ -23,6 +23,7 @@ __all__ = [
     "derive_bound",
     "fixed_bound",
     "float32_twin",
+    "neighbour_ties",
     "on_the_steps",
     "shift_test",
 ]
@@ -494,6 +495,51 @@ def _cast_fitted(obj: Any, depth: int = 0) -> int:
         elif name == "steps" and isinstance(value, list):
             cast += sum(_cast_fitted(step, depth + 1) for _, step in value)
     return cast
+
+
+def neighbour_ties(
+    estimator: Any, X: npt.ArrayLike, *, precision: Any = np.float32, slack: float = 4.0
+) -> npt.NDArray[np.bool_] | None:
+    """Rows where a LocalOutlierFactor's answer is not defined in ``precision``: its k-th and
+    (k+1)-th nearest neighbours lie within ``slack`` eps of the k-th distance of each other,
+    so a graph computing distances in that precision may take either, and LOF's score
+    depends on which (each neighbour's own density enters it; a k-th distance, as KNN
+    scores, does not jump at a tie). None for other estimators (a pipeline's last step, or a
+    PyOD detector's inner one, is looked at; the steps before it transform the rows).
+
+    Example:
+        >>> from sklearn.neighbors import LocalOutlierFactor
+        >>> lof = LocalOutlierFactor(n_neighbors=1, novelty=True).fit([[0.0], [2.0], [9.0]])
+        >>> neighbour_ties(lof, [[1.0], [1.5]]).tolist()  # 1.0 is as far from 0 as from 2
+        [True, False]
+    """
+    steps = list(getattr(estimator, "steps", []))
+    final, rows = (steps[-1][1] if steps else estimator), np.asarray(X, dtype=np.float64)
+    for _, step in steps[:-1]:
+        if not hasattr(step, "transform"):
+            return None
+        rows = np.asarray(step.transform(rows), dtype=np.float64)
+    lof = next(
+        (
+            h
+            for h in (final, getattr(final, "detector_", None))
+            if type(h).__name__ == "LocalOutlierFactor" and hasattr(h, "n_neighbors_")
+        ),
+        None,
+    )
+    if lof is None or not len(rows):
+        return None
+    k = int(lof.n_neighbors_)
+    if k + 1 > int(lof.n_samples_fit_):
+        return np.zeros(len(rows), dtype=bool)
+    finite = np.isfinite(rows).all(axis=1)
+    ties = np.zeros(len(rows), dtype=bool)
+    if finite.any():
+        with np.errstate(all="ignore"):
+            distance, _ = lof.kneighbors(rows[finite], n_neighbors=k + 1)
+            gap = distance[:, k] - distance[:, k - 1]
+            ties[finite] = gap <= slack * float(np.finfo(precision).eps) * distance[:, k]
+    return ties
 
 
 def float32_twin(estimator: Any) -> Any | None:

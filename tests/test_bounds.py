@@ -354,3 +354,23 @@ def test_the_references_own_float32_bias_is_allowed() -> None:
     allowed = shift_test("s", biased, bound, allowance=12.0)
     assert allowed.passed
     assert "(8 + 12 (the reference's own float32 bias)) x eps" in allowed.how
+
+
+def test_neighbour_ties_of_a_lof_behind_a_scaler_and_inside_pyod() -> None:
+    from pyod.models.lof import LOF
+    from sklearn.ensemble import IsolationForest
+    from sklearn.neighbors import LocalOutlierFactor
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    from engines.tolerance import neighbour_ties
+
+    train = np.array([[0.0, 0.0], [2.0, 0.0], [9.0, 0.0], [9.0, 5.0]])
+    rows = np.array([[1.0, 0.0], [1.5, 0.0]])  # 1.0: as far from 0 as from 2 (k = 1)
+    piped = make_pipeline(StandardScaler(), LocalOutlierFactor(n_neighbors=1, novelty=True))
+    assert neighbour_ties(piped.fit(train), rows).tolist() == [True, False]
+    pyod = LOF(n_neighbors=1).fit(train)
+    assert neighbour_ties(pyod, rows).tolist() == [True, False]
+    assert neighbour_ties(IsolationForest(n_estimators=3).fit(train), rows) is None
+    with_nan = neighbour_ties(piped, np.array([[np.nan, 0.0], [1.0, 0.0]]))
+    assert with_nan.tolist() == [False, True]  # a row with NaN is errors_match's business

@@ -35,6 +35,7 @@ from engines.tolerance import (
     derive_bound,
     fixed_bound,
     float32_twin,
+    neighbour_ties,
     on_the_steps,
     shift_test,
 )
@@ -175,8 +176,26 @@ class ParityTarget:
                 )
             except EngineError as exc:
                 bound = exc
+            else:
+                bound = self._undefined_at_ties(bound, X, work)
         self._memo[key] = bound
         return bound
+
+    def _undefined_at_ties(
+        self, bound: RowBound, X: npt.NDArray[Any], work: np.dtype[Any]
+    ) -> RowBound:
+        """Rows where the reference's answer hangs on a neighbour tie below ``work``'s
+        resolution (``engines.tolerance.neighbour_ties``) are undefined there: not judged."""
+        estimator = getattr(self.reference, "estimator", None)
+        if estimator is None or work != np.float32:
+            return bound
+        try:
+            ties = neighbour_ties(estimator, X, precision=work)
+        except (ValueError, TypeError, AttributeError):
+            return bound
+        if ties is None or not ties.any():
+            return bound
+        return dataclasses.replace(bound, undefined=bound.undefined | ties)
 
     def _decision_is_shifted_score(self) -> bool:
         """The reference's decision_function is its score_samples - offset (scikit-learn's
