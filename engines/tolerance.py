@@ -341,7 +341,7 @@ def on_the_steps(bound: RowBound, actual: npt.ArrayLike) -> RowBound:
     """
     steps = bound.steps
     if bound.neighbours is None or not steps.any():
-        return bound
+        return dataclasses.replace(bound, stepped=steps)
     a = np.asarray(actual, dtype=np.float64).reshape(-1)
     answers = np.vstack([bound.expected, bound.neighbours])
     with np.errstate(invalid="ignore", over="ignore"):
@@ -432,7 +432,8 @@ def shift_test(
 
     a = np.asarray(actual, dtype=np.float64).reshape(-1)
     held = on_the_steps(bound, a)
-    reference = np.where(held.steps, held.expected, bound.truth)
+    steps = held.stepped if held.stepped is not None else np.zeros(len(a), dtype=bool)
+    reference = np.where(steps, held.expected, bound.truth)
     with np.errstate(invalid="ignore", over="ignore"):
         error = a - reference
         floor = (factor + abs(allowance)) * bound.eps * bound.magnitude

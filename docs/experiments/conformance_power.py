@@ -376,10 +376,20 @@ def _answers(model: onnx.ModelProto, rows: np.ndarray) -> np.ndarray:
     return np.stack([np.asarray(o, dtype=np.float64).reshape(-1) for o in outs])
 
 
+_REACHED: dict[str, tuple[np.ndarray, float | None]] = {}
+
+
 def _reached_rows(pair: Pair) -> tuple[np.ndarray, float | None]:
     """The test rows and the rows at the reference's decision boundary that ``harness check``
     searches, and how far above the label cut the nearest reached decision at or above it
-    lies (None: no cut): a cut moved up by THRESHOLD flips only rows that near."""
+    lies (None: no cut): a cut moved up by THRESHOLD flips only rows that near. Once per
+    pair: the search costs as much as a check for a detector that scores row by row."""
+    if pair.name not in _REACHED:
+        _REACHED[pair.name] = _search_rows(pair)
+    return _REACHED[pair.name]
+
+
+def _search_rows(pair: Pair) -> tuple[np.ndarray, float | None]:
     rows = pair.rows
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")

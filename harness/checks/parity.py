@@ -598,6 +598,16 @@ def check_row_order(target: ParityTarget, X: npt.NDArray[Any]) -> _Tally:
     return _bounded(f"{method} reversed rows", backward, bound, "forward order")
 
 
+def _unless_refusals_declared(target: ParityTarget, expected: RowBound | EngineError) -> None:
+    """A batch the reference refuses does not apply where the graph does not declare what its
+    estimator refuses: the engine cannot know to refuse it."""
+    if isinstance(expected, EngineError) and not target.refusals_declared:
+        raise _NotApplicable(
+            "the reference refuses the batch and the graph does not declare what its estimator "
+            "refuses (no accepts_nan / accepts_inf metadata)"
+        )
+
+
 def check_dtype(target: ParityTarget, X: npt.NDArray[Any]) -> _Tally:
     """float64 input is scored as the model's input type: like the reference on those rows.
     Batches the reference refuses are judged as in errors_match: only where the graph
@@ -611,11 +621,7 @@ def check_dtype(target: ParityTarget, X: npt.NDArray[Any]) -> _Tally:
     method = _own_method(target)
     expected = target.expect(method, seen)
     ours = target.answer("candidate", method, X64)
-    if isinstance(expected, EngineError) and not target.refusals_declared:
-        raise _NotApplicable(
-            "the reference refuses the batch and the graph does not declare what its estimator "
-            "refuses (no accepts_nan / accepts_inf metadata)"
-        )
+    _unless_refusals_declared(target, expected)
     if isinstance(expected, EngineError) != isinstance(ours, EngineError):
         raise Discrepancy(f"float64 input: reference {expected!r}, engine {ours!r}")
     if isinstance(expected, EngineError) or isinstance(ours, EngineError):
@@ -629,11 +635,7 @@ def check_errors_match(target: ParityTarget, X: npt.NDArray[Any]) -> _Tally:
     method = _own_method(target)
     expected = target.expect(method, X)
     ours = target.answer("candidate", method, X)
-    if isinstance(expected, EngineError) and not target.refusals_declared:
-        raise _NotApplicable(
-            "the reference refuses the batch and the graph does not declare what its estimator "
-            "refuses (no accepts_nan / accepts_inf metadata)"
-        )
+    _unless_refusals_declared(target, expected)
     if isinstance(expected, EngineError):
         if not isinstance(ours, InputError):
             raise Discrepancy(
@@ -672,7 +674,8 @@ def check_score_bias(target: ParityTarget, X: npt.NDArray[Any]) -> _Tally:
     Distinct rows only: a row repeated is one piece of evidence, not many."""
     tested: list[str] = []
     worst = _Tally(ratio=-1.0)
-    X = np.unique(X, axis=0) if len(X) else X
+    distinct = np.unique(X, axis=0) if len(X) else X
+    X = X if len(distinct) == len(X) else distinct  # the same batch: its bounds are memoized
     for method in _common_scores(target):
         expected, ours = _pair(target, method, X)
         own = abs(target.own_bias(method)) if expected.eps == _EPS32 else 0.0
