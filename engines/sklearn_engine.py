@@ -131,7 +131,8 @@ class SklearnEngine(Engine):
             call: Callable[[Any], Any] = getattr(self.estimator, method)
             # scikit-learn casts to float32 for some estimators: values beyond its range
             # become inf, as in the ONNX engine; the answer stands, NumPy's warning is noise.
-            with np.errstate(over="ignore"):
+            # Its finiteness check sums the batch: -inf + inf warns before it refuses the row.
+            with np.errstate(over="ignore", invalid="ignore"):
                 out = (self._call_rows if self._row_by_row else self._call)(call, batch)
         if self.collect_metrics:
             self._timing = (start, time.perf_counter(), batch.shape[0])
@@ -177,6 +178,12 @@ class SklearnEngine(Engine):
             )
             return np.concatenate([self._call(call, batch[i : i + 1]) for i in range(len(batch))])
 
+    @property
+    def row_by_row(self) -> bool:
+        """Whether new rows are scored one at a time (PyOD's ECOD / COPOD refit their empirical
+        CDFs on the training rows plus the batch): each row costs a refit."""
+        return self._row_by_row
+
     def info(self) -> dict[str, Any]:
         final = _final_step(self.estimator)
         return {
@@ -191,7 +198,7 @@ class SklearnEngine(Engine):
             "offset": self.offset,
             "convention": self.convention,
             "threshold": self.threshold,
-            "scoring": "row by row" if self._row_by_row else "batch",
+            "scoring": "row by row" if self.row_by_row else "batch",
             "requested_providers": ["sklearn"],
             "registered_providers": ["sklearn"],
             "active_providers": ["sklearn"],

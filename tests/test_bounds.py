@@ -374,3 +374,40 @@ def test_neighbour_ties_of_a_lof_behind_a_scaler_and_inside_pyod() -> None:
     assert neighbour_ties(IsolationForest(n_estimators=3).fit(train), rows) is None
     with_nan = neighbour_ties(piped, np.array([[np.nan, 0.0], [1.0, 0.0]]))
     assert with_nan.tolist() == [False, True]  # a row with NaN is errors_match's business
+
+
+def test_boundary_rows_recombine_features_where_the_decision_jumps_over_the_cut() -> None:
+    # a histogram-like decision: a sum of per-feature steps that jumps by >= 0.69 at every
+    # edge, so bisection ends a jump away from the cut; moving features of the nearest rows
+    # to the data's own values lands nearer on either side
+    X = np.random.default_rng(3).uniform(size=(200, 8)).astype(np.float32)
+    weights = np.log(np.arange(2, 10))
+
+    def decision(Z: Any) -> Any:
+        return 17.3 - np.floor(4 * np.asarray(Z, dtype=np.float64)) @ weights
+
+    scale = float(np.median(np.abs(decision(X))))
+    for recombine, nearer_than in ((0, None), (2, 1e-3 * scale)):
+        rows = boundary_rows(decision, X, pairs=16, recombine=recombine)
+        d = decision(rows)
+        above, below = d[d >= 0].min(), -d[d < 0].max()
+        if nearer_than is None:
+            assert max(above, below) > 1e-2 * scale  # bisection alone stops at a jump
+        else:
+            assert max(above, below) < nearer_than
+    assert (rows >= X.min(axis=0)).all()  # the data's own values: within its range
+    assert (rows <= X.max(axis=0)).all()
+
+
+def test_boundary_rows_of_a_smooth_decision_need_no_recombination() -> None:
+    X = np.random.default_rng(4).normal(size=(100, 3)).astype(np.float32)
+    calls = []
+
+    def decision(Z: Any) -> Any:
+        calls.append(len(Z))
+        return 1.0 - np.linalg.norm(np.asarray(Z, dtype=np.float64), axis=1)
+
+    plain = boundary_rows(decision, X, pairs=8, recombine=0)
+    evaluated = sum(calls)
+    assert np.array_equal(boundary_rows(decision, X, pairs=8), plain)
+    assert sum(calls) == 2 * evaluated  # bisection reached the cut: no search ran

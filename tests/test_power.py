@@ -110,3 +110,30 @@ def test_step_functions_and_noisy_mixtures_lose_no_fault(power: ModuleType) -> N
     result = power.run_pair(pair, "ci", faults=("shift",))
     assert result["cells"]["correct"] == "pass", result["outcomes"]["correct"]
     assert result["cells"]["shift"] == "caught (score_bias)"
+
+
+def test_a_moved_cut_inside_a_histograms_jump_is_caught(
+    power: ModuleType, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """HBOS's decision jumps over its cut by more than 1e-3: bisection alone reaches no row
+    whose decision a cut moved by 1e-3 flips; recombining the nearest rows' features does."""
+    import functools
+
+    from pyod.models.hbos import HBOS
+
+    import harness.checks.pair
+    from engines import export
+    from harness.checks.strategies import boundary_rows
+
+    rows = np.random.default_rng(11).gamma(2.0, size=(600, 10)).astype(np.float32)
+    hbos = HBOS().fit(rows[:400])
+    pair = power.Pair("hbos", hbos, export(hbos).model, rows[400:], {})
+    cells = power.run_pair(pair, "ci", faults=("threshold",))["cells"]
+    assert cells["correct"] == "pass"
+    assert cells["threshold"].startswith("caught"), cells["threshold"]
+    bisected = functools.partial(boundary_rows, recombine=0)
+    monkeypatch.setattr(harness.checks.pair, "boundary_rows", bisected)
+    monkeypatch.setattr(power, "decision_boundary", harness.checks.pair.decision_boundary)
+    power._REACHED.clear()
+    cells = power.run_pair(pair, "ci", faults=("threshold",))["cells"]
+    assert cells["threshold"].startswith("no effect"), cells["threshold"]

@@ -271,6 +271,7 @@ def test_sklearn_detectors_keep_sklearns_convention() -> None:
     engine = SklearnEngine(IsolationForest(n_estimators=10, random_state=0).fit(X))
     assert engine.convention == "sklearn"
     assert engine.info()["convention"] == "sklearn"
+    assert not engine.row_by_row  # a batch scorer
     assert set(np.unique(engine.predict(X))) <= {-1, 1}
 
 
@@ -287,6 +288,7 @@ def test_ecdf_detectors_score_each_row_alone(name: str) -> None:
     alone = _pyod_alone(det, X)
     sklearn_engine = SklearnEngine(det)
     assert sklearn_engine.info()["scoring"] == "row by row"
+    assert sklearn_engine.row_by_row
     assert np.array_equal(sklearn_engine.decision_function(X), alone)
     onnx_engine = OnnxEngine(_exported(name), CPU1)
     assert np.array_equal(

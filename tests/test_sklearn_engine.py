@@ -7,6 +7,7 @@ from sklearn.ensemble import IsolationForest
 from sklearn.neighbors import LocalOutlierFactor
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
+from sklearn.svm import OneClassSVM
 
 from engines import InputError, MethodUnavailableError, SklearnEngine, UnsupportedModelError
 
@@ -72,3 +73,13 @@ def test_dataframe_with_feature_names(rng_data: np.ndarray) -> None:
     np.testing.assert_array_equal(engine.predict(rng_data), est.predict(frame))
     with pytest.raises(InputError, match="missing"):
         engine.predict(frame.rename(columns={"a": "z"}))
+
+
+def test_opposite_infinities_are_refused_with_a_typed_error(rng_data: np.ndarray) -> None:
+    # scikit-learn's finiteness check sums the batch: -inf + inf warns (an error under
+    # -W error) before it refuses the row; the refusal is the answer (a fuzz finding)
+    engine = SklearnEngine(OneClassSVM().fit(rng_data))
+    row = np.full((1, rng_data.shape[1]), np.inf, dtype=np.float32)
+    row[0, 0] = -np.inf
+    with pytest.raises(InputError, match="infinity"):
+        engine.decision_function(row)

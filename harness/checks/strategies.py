@@ -27,6 +27,11 @@ __all__ = [
 
 _TINY = float(np.finfo(np.float32).tiny)
 
+#: How near the cut, as a fraction of the decision's scale, boundary rows need to come on
+#: either side before the search for nearer ones stops: a label threshold moved by more flips
+#: one of them.
+_NEAR_ENOUGH = 1e-5
+
 
 def _as_strategy(value: Any) -> st.SearchStrategy[Any]:
     return value if isinstance(value, st.SearchStrategy) else st.just(value)
@@ -76,6 +81,8 @@ def boundary_rows(
     near: tuple[float, float] = (1e-7, 1e-2),
     dtype: Any = np.float32,
     seed: int = 0,
+    recombine: int = 2,
+    moves: int = 1024,
 ) -> npt.NDArray[Any]:
     """Rows at and near the decision boundary, found by bisecting segments from rows
     ``decision`` calls normal to rows it calls anomalous.
@@ -88,6 +95,11 @@ def boundary_rows(
     be above float noise. Where
     no base row is anomalous, rows scaled away from the centre stand in. No rows when the
     decision never changes sign.
+
+    A decision made of steps (trees, histograms, empirical CDFs) jumps over the cut, so
+    bisection stops a jump away from it: there, up to ``recombine`` rounds of
+    ``recombined_rows`` (``moves`` single-feature moves a row) move features of the nearest
+    rows to values the base rows take, to land nearer the cut on either side.
     """
     rows = np.asarray(base, dtype=np.float64)
     rows = rows[np.isfinite(rows).all(axis=1)]
@@ -129,8 +141,134 @@ def boundary_rows(
         a, da = np.where(ok[:, None], middle, a), np.where(ok, d, da)
         b, db = np.where(ok[:, None], b, middle), np.where(ok, db, d)
     found = np.concatenate([a, b, *probed])
-    nearness = np.nan_to_num(np.abs(np.concatenate([da, db, *probed_d])), nan=np.inf)
+    margins = np.concatenate([da, db, *probed_d])
+    if recombine:
+        nearer, nearer_d = recombined_rows(
+            value,
+            found,
+            margins,
+            rows,
+            target=_NEAR_ENOUGH * scale,
+            rounds=recombine,
+            moves=moves,
+        )
+        found, margins = np.concatenate([found, nearer]), np.concatenate([margins, nearer_d])
+    nearness = np.nan_to_num(np.abs(margins), nan=np.inf)
     return found[np.argsort(nearness, kind="stable")].astype(dtype)
+
+
+def recombined_rows(
+    value: Callable[[npt.NDArray[np.float64]], npt.NDArray[np.float64]],
+    rows: npt.NDArray[np.float64],
+    margins: npt.NDArray[np.float64],
+    base: npt.NDArray[np.float64],
+    *,
+    target: float,
+    rounds: int = 2,
+    values: int = 64,
+    moves: int = 1024,
+    keep: int = 16,
+) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64]]:
+    """Rows nearer the cut (``value`` = 0) than ``rows``, where the nearest on a side lies
+    further than ``target`` from it, with their ``value``.
+
+    Each round starts from the nearest row on each side not started from yet. Every feature
+    of it moved alone to one of up to ``values`` of the values ``base`` takes in that column
+    (spread by rank; ``moves`` in all) gives that move's effect; moves of two to four distinct
+    features are predicted as the sum of their effects (a meet in the middle over the sorted
+    sums), exact where the decision adds up per feature (HBOS, ECOD, COPOD), a guess for
+    trees, and of each kind the ``keep`` predicted nearest the cut on either side are
+    evaluated. Deterministic, and within the data's own values column by column.
+    """
+    grids = [np.unique(column[np.isfinite(column)]) for column in base.T]
+    per_column = max(2, min(values, moves // max(len(grids), 1)))
+    grids = [
+        g[np.unique(np.linspace(0, len(g) - 1, per_column).round().astype(int))]
+        if len(g) > per_column
+        else g
+        for g in grids
+    ]
+    column = np.concatenate([np.full(len(g), j) for j, g in enumerate(grids)]).astype(int)
+    moved_to = np.concatenate(grids) if grids else np.zeros(0)
+    pool, pool_m = [rows], [margins]
+    started: set[bytes] = set()
+    for _ in range(rounds):
+        every, every_m = np.concatenate(pool), np.concatenate(pool_m)
+        fresh = []
+        for side in (every_m >= 0, every_m < 0):
+            order = np.flatnonzero(side & np.isfinite(every_m))
+            order = order[np.argsort(np.abs(every_m[order]), kind="stable")]
+            if not len(order) or abs(every_m[order[0]]) <= target:
+                continue
+            start = next((i for i in order if every[i].tobytes() not in started), None)
+            if start is not None:
+                fresh.append(int(start))
+        if not fresh:
+            break
+        for i in fresh:
+            started.add(every[i].tobytes())
+            found, found_m = _moves(value, every[i], every_m[i], column, moved_to, keep)
+            pool.append(found)
+            pool_m.append(found_m)
+    if len(pool) == 1:
+        return np.zeros((0, rows.shape[1])), np.zeros(0)
+    return np.concatenate(pool[1:]), np.concatenate(pool_m[1:])
+
+
+def _moves(
+    value: Callable[[npt.NDArray[np.float64]], npt.NDArray[np.float64]],
+    x: npt.NDArray[np.float64],
+    margin: float,
+    column: npt.NDArray[np.int_],
+    moved_to: npt.NDArray[np.float64],
+    keep: int,
+) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64]]:
+    """``x`` with one to four of its features moved, the ``keep`` nearest the cut on either
+    side of each kind, by prediction past one move, with their ``value``."""
+    singles = np.repeat(x[None], len(moved_to), axis=0)
+    singles[np.arange(len(moved_to)), column] = moved_to
+    effect = value(singles) - margin
+    useful = np.flatnonzero(np.isfinite(effect) & (effect != 0))
+    # one move per distinct (column, effect): an additive decision repeats effects per bin
+    _, first = np.unique(np.stack([column[useful], effect[useful]]), axis=1, return_index=True)
+    useful = useful[np.sort(first)]
+    one = (effect[useful], useful[:, None])
+    i, j = np.triu_indices(len(useful), 1)
+    i, j = i[column[useful[i]] != column[useful[j]]], j[column[useful[i]] != column[useful[j]]]
+    two = (effect[useful[i]] + effect[useful[j]], np.stack([useful[i], useful[j]], axis=1))
+    kinds = [one, two, _joined(one, two, -margin, column), _joined(two, two, -margin, column)]
+    picked = []
+    for total, members in kinds:
+        predicted = margin + total
+        for side in (predicted >= 0, predicted < 0):
+            chosen = np.flatnonzero(side)
+            for moves in members[chosen[np.argsort(np.abs(predicted[chosen]))[:keep]]]:
+                row = x.copy()
+                row[column[moves]] = moved_to[moves]
+                picked.append(row)
+    combined = np.array(picked).reshape(-1, len(x))
+    return combined, value(combined) if len(combined) else np.zeros(0)
+
+
+def _joined(
+    a: tuple[npt.NDArray[np.float64], npt.NDArray[np.int_]],
+    b: tuple[npt.NDArray[np.float64], npt.NDArray[np.int_]],
+    wanted: float,
+    column: npt.NDArray[np.int_],
+) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.int_]]:
+    """Each set of moves in ``a`` with the sets in ``b`` whose summed effect comes nearest to
+    ``wanted`` with it (two either side), where all their columns differ."""
+    (a_sum, a_moves), (b_sum, b_moves) = a, b
+    if not len(a_sum) or not len(b_sum):
+        return np.zeros(0), np.zeros((0, a_moves.shape[1] + b_moves.shape[1]), dtype=int)
+    order = np.argsort(b_sum, kind="stable")
+    at = np.searchsorted(b_sum[order], wanted - a_sum)
+    near = order[np.clip(at[:, None] + np.arange(-2, 2)[None, :], 0, len(order) - 1)]
+    ia = np.repeat(np.arange(len(a_sum)), near.shape[1])
+    moves = np.concatenate([a_moves[ia], b_moves[near.reshape(-1)]], axis=1)
+    columns = np.sort(column[moves], axis=1)
+    distinct = (np.diff(columns, axis=1) != 0).all(axis=1)
+    return (a_sum[ia] + b_sum[near.reshape(-1)])[distinct], moves[distinct]
 
 
 @st.composite
