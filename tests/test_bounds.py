@@ -411,3 +411,21 @@ def test_boundary_rows_of_a_smooth_decision_need_no_recombination() -> None:
     evaluated = sum(calls)
     assert np.array_equal(boundary_rows(decision, X, pairs=8), plain)
     assert sum(calls) == 2 * evaluated  # bisection reached the cut: no search ran
+
+
+def test_boundary_rows_walk_to_the_normal_side_when_every_row_is_an_outlier() -> None:
+    # data of outliers only (the user's rows of one rare class), and a model that keeps no
+    # rows to stand in for normal ones: the nearest row walks, feature by feature, to values
+    # the data takes elsewhere until it turns normal, and bisection proceeds from there
+    X = np.random.default_rng(5).uniform(size=(60, 6)).astype(np.float32)
+    X[np.arange(60), np.arange(60) % 6] += 2.0  # each row far out in one feature
+
+    def decision(Z: Any) -> Any:  # >= 0 normal: no feature beyond 1
+        return 0.5 - (np.asarray(Z, dtype=np.float64) > 1).sum(axis=1)
+
+    assert (decision(X) < 0).all()
+    assert len(boundary_rows(decision, X, pairs=8)) == 0  # nothing to bisect between
+    rows = boundary_rows(decision, X, pairs=8, walk=True)
+    d = decision(rows)
+    assert (d >= 0).any()
+    assert (d < 0).any()

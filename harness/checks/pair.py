@@ -100,7 +100,8 @@ def decision_boundary(
 ) -> npt.NDArray[Any] | None:
     """Rows at the reference's decision boundary (``boundary_rows``), found from the data's
     rows, or, where they all lie on one side, from them and the rows the model keeps
-    (``engines.export.stored_rows``: support vectors, fitted rows, a mixture's means); the
+    (``engines.export.stored_rows``: support vectors, fitted rows, a mixture's means), else
+    from a walk of the nearest row's features to the other side (``walked_rows``); the
     nearest the cut first. None when the reference has no decision or no cut."""
     if "decision_function" not in ref.methods:
         return None
@@ -118,6 +119,10 @@ def decision_boundary(
     if stored is not None and stored.shape[1] == base.shape[1]:
         rows = np.concatenate([base, stored])
         boundary = boundary_rows(margin, rows, pairs=BOUNDARY_PAIRS, dtype=dtype, moves=moves)
+    if not len(boundary):  # still one side only: walk the nearest row's features to the other
+        boundary = boundary_rows(
+            margin, base, pairs=BOUNDARY_PAIRS, dtype=dtype, moves=moves, walk=True
+        )
     return boundary
 
 

@@ -83,6 +83,7 @@ def boundary_rows(
     seed: int = 0,
     recombine: int = 2,
     moves: int = 1024,
+    walk: bool = False,
 ) -> npt.NDArray[Any]:
     """Rows at and near the decision boundary, found by bisecting segments from rows
     ``decision`` calls normal to rows it calls anomalous.
@@ -99,7 +100,9 @@ def boundary_rows(
     A decision made of steps (trees, histograms, empirical CDFs) jumps over the cut, so
     bisection stops a jump away from it: there, up to ``recombine`` rounds of
     ``recombined_rows`` (``moves`` single-feature moves a row) move features of the nearest
-    rows to values the base rows take, to land nearer the cut on either side.
+    rows to values the base rows take, to land nearer the cut on either side. With ``walk``,
+    where every row still lies on one side, ``walked_rows`` walks the nearest towards the
+    other, one feature at a time.
     """
     rows = np.asarray(base, dtype=np.float64)
     rows = rows[np.isfinite(rows).all(axis=1)]
@@ -125,6 +128,12 @@ def boundary_rows(
             anomalous, d_anomalous = far[~(d_far >= 0)], d_far[~(d_far >= 0)]
             if len(anomalous):
                 break
+    if walk and len(rows) and (not len(normal) or not len(anomalous)):
+        walked, walked_d = walked_rows(value, rows, d, moves=moves)
+        normal = np.concatenate([normal, walked[walked_d >= 0]])
+        anomalous = np.concatenate([anomalous, walked[~(walked_d >= 0)]])
+        d_normal = np.concatenate([d_normal, walked_d[walked_d >= 0]])
+        d_anomalous = np.concatenate([d_anomalous, walked_d[~(walked_d >= 0)]])
     if not len(normal) or not len(anomalous):
         return np.zeros((0, rows.shape[1]), dtype=dtype)
     ia, ib = rng.integers(0, len(normal), pairs), rng.integers(0, len(anomalous), pairs)
@@ -157,6 +166,58 @@ def boundary_rows(
     return found[np.argsort(nearness, kind="stable")].astype(dtype)
 
 
+def walked_rows(
+    value: Callable[[npt.NDArray[np.float64]], npt.NDArray[np.float64]],
+    rows: npt.NDArray[np.float64],
+    margins: npt.NDArray[np.float64],
+    *,
+    moves: int = 1024,
+) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64]]:
+    """Where every row lies on one side of the cut (a user's data of outliers only, and a model
+    that keeps no rows to stand in for normal ones): the row nearest the cut, with its
+    features moved one after another, each to the value of ``rows`` in that column that moves
+    it furthest towards the other side (the biggest moves first), every step of the walk
+    with its ``value``. Exact for a decision that adds up per feature (HBOS); a guess
+    otherwise. None past the cut when no step crosses it."""
+    finite = np.flatnonzero(np.isfinite(margins))
+    if not len(finite):
+        return np.zeros((0, rows.shape[1])), np.zeros(0)
+    start = finite[np.argmin(np.abs(margins[finite]))]
+    x, towards = rows[start], -np.sign(margins[start]) or 1.0
+    column, moved_to = _grid(rows, moves)
+    singles = np.repeat(x[None], len(moved_to), axis=0)
+    singles[np.arange(len(moved_to)), column] = moved_to
+    gain = towards * (value(singles) - margins[start])
+    best: dict[int, int] = {}
+    for i in np.argsort(-np.nan_to_num(gain, nan=-np.inf), kind="stable"):
+        if gain[i] > 0 and int(column[i]) not in best:
+            best[int(column[i])] = int(i)
+    steps = []
+    row = x.copy()
+    for i in best.values():  # biggest gain first
+        row[column[i]] = moved_to[i]
+        steps.append(row.copy())
+    walked = np.array(steps).reshape(-1, rows.shape[1])
+    return walked, value(walked) if len(walked) else np.zeros(0)
+
+
+def _grid(
+    base: npt.NDArray[np.float64], moves: int, values: int = 64
+) -> tuple[npt.NDArray[np.int_], npt.NDArray[np.float64]]:
+    """(column, value) of up to ``moves`` single-feature moves: up to ``values`` of the values
+    ``base`` takes in each column, spread by rank."""
+    grids = [np.unique(column[np.isfinite(column)]) for column in base.T]
+    per_column = max(2, min(values, moves // max(len(grids), 1)))
+    grids = [
+        g[np.unique(np.linspace(0, len(g) - 1, per_column).round().astype(int))]
+        if len(g) > per_column
+        else g
+        for g in grids
+    ]
+    column = np.concatenate([np.full(len(g), j) for j, g in enumerate(grids)]).astype(int)
+    return column, np.concatenate(grids) if grids else np.zeros(0)
+
+
 def recombined_rows(
     value: Callable[[npt.NDArray[np.float64]], npt.NDArray[np.float64]],
     rows: npt.NDArray[np.float64],
@@ -180,16 +241,7 @@ def recombined_rows(
     trees, and of each kind the ``keep`` predicted nearest the cut on either side are
     evaluated. Deterministic, and within the data's own values column by column.
     """
-    grids = [np.unique(column[np.isfinite(column)]) for column in base.T]
-    per_column = max(2, min(values, moves // max(len(grids), 1)))
-    grids = [
-        g[np.unique(np.linspace(0, len(g) - 1, per_column).round().astype(int))]
-        if len(g) > per_column
-        else g
-        for g in grids
-    ]
-    column = np.concatenate([np.full(len(g), j) for j, g in enumerate(grids)]).astype(int)
-    moved_to = np.concatenate(grids) if grids else np.zeros(0)
+    column, moved_to = _grid(base, moves, values)
     pool, pool_m = [rows], [margins]
     started: set[bytes] = set()
     for _ in range(rounds):
