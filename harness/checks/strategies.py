@@ -185,9 +185,7 @@ def walked_rows(
     start = finite[np.argmin(np.abs(margins[finite]))]
     x, towards = rows[start], -np.sign(margins[start]) or 1.0
     column, moved_to = _grid(rows, moves)
-    singles = np.repeat(x[None], len(moved_to), axis=0)
-    singles[np.arange(len(moved_to)), column] = moved_to
-    gain = towards * (value(singles) - margins[start])
+    gain = towards * (_moved_alone(value, x, column, moved_to) - margins[start])
     best: dict[int, int] = {}
     for i in np.argsort(-np.nan_to_num(gain, nan=-np.inf), kind="stable"):
         if gain[i] > 0 and int(column[i]) not in best:
@@ -199,6 +197,18 @@ def walked_rows(
         steps.append(row.copy())
     walked = np.array(steps).reshape(-1, rows.shape[1])
     return walked, value(walked) if len(walked) else np.zeros(0)
+
+
+def _moved_alone(
+    value: Callable[[npt.NDArray[np.float64]], npt.NDArray[np.float64]],
+    x: npt.NDArray[np.float64],
+    column: npt.NDArray[np.int_],
+    moved_to: npt.NDArray[np.float64],
+) -> npt.NDArray[np.float64]:
+    """``value`` of ``x`` with each single move applied: ``column[i]`` set to ``moved_to[i]``."""
+    singles = np.repeat(x[None], len(moved_to), axis=0)
+    singles[np.arange(len(moved_to)), column] = moved_to
+    return value(singles)
 
 
 def _grid(
@@ -277,16 +287,15 @@ def _moves(
 ) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64]]:
     """``x`` with one to four of its features moved, the ``keep`` nearest the cut on either
     side of each kind, by prediction past one move, with their ``value``."""
-    singles = np.repeat(x[None], len(moved_to), axis=0)
-    singles[np.arange(len(moved_to)), column] = moved_to
-    effect = value(singles) - margin
+    effect = _moved_alone(value, x, column, moved_to) - margin
     useful = np.flatnonzero(np.isfinite(effect) & (effect != 0))
     # one move per distinct (column, effect): an additive decision repeats effects per bin
     _, first = np.unique(np.stack([column[useful], effect[useful]]), axis=1, return_index=True)
     useful = useful[np.sort(first)]
     one = (effect[useful], useful[:, None])
     i, j = np.triu_indices(len(useful), 1)
-    i, j = i[column[useful[i]] != column[useful[j]]], j[column[useful[i]] != column[useful[j]]]
+    apart = column[useful[i]] != column[useful[j]]
+    i, j = i[apart], j[apart]
     two = (effect[useful[i]] + effect[useful[j]], np.stack([useful[i], useful[j]], axis=1))
     kinds = [one, two, _joined(one, two, -margin, column), _joined(two, two, -margin, column)]
     picked = []
