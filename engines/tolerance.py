@@ -40,8 +40,8 @@ class Tolerance:
     def __post_init__(self) -> None:
         if not 0.0 <= self.label_agreement <= 1.0:
             raise ValueError(f"label_agreement must be in [0, 1], got {self.label_agreement}")
-        if self.rtol < 0 or self.atol < 0:
-            raise ValueError(f"rtol and atol must be >= 0, got {self.rtol}, {self.atol}")
+        if not (0 <= self.rtol < np.inf and 0 <= self.atol < np.inf):  # NaN too
+            raise ValueError(f"rtol and atol must be finite and >= 0, got {self.rtol}, {self.atol}")
 
 
 @dataclasses.dataclass(frozen=True)

@@ -499,9 +499,9 @@ def _gate_exit(report: Any, written: bool, *, strict: bool) -> int:
         return 2
     if report.inconclusive:
         print(
-            f"harness gate: {len(report.inconclusive)} inconclusive (see the reasons above; "
-            "plain pytest-benchmark files need --benchmark-save-data for a statistical gate)"
-            + ("" if strict else "; --strict makes them exit 3"),
+            f"harness gate: {len(report.inconclusive)} inconclusive (the table says why"
+            + ("" if strict else "; --strict makes them exit 3")
+            + ")",
             file=sys.stderr,
         )
     return 3 if strict and report.inconclusive else 0
@@ -617,6 +617,7 @@ def _cmd_check(args: argparse.Namespace) -> int:
             input_bound=bound,
             trusted=(*settings.get("trusted", ()), *(args.trusted or ())),
             trust_pickle=args.trust_pickle,
+            progress=lambda line: print(f"harness check: {line}", file=sys.stderr, flush=True),
         )
     except (CheckSetupError, OptionError) as exc:
         print(f"harness check: {exc}", file=sys.stderr)
@@ -799,6 +800,18 @@ def _cmd_providers(args: argparse.Namespace) -> int:
     return 0
 
 
+#: Modules that come with an extra of the package, and how to install them.
+_EXTRAS = {
+    "onnxruntime": 'pip install "onnx-anomaly-harness[cpu]" (or [gpu] for CUDA / TensorRT)',
+    "pyod": 'pip install "onnx-anomaly-harness[pyod]"',
+    "torch": 'pip install "onnx-anomaly-harness[torch]"',
+    "pyarrow": 'pip install "onnx-anomaly-harness[parquet]"',
+    "lightgbm": 'pip install "onnx-anomaly-harness[boost]"',
+    "xgboost": 'pip install "onnx-anomaly-harness[boost]"',
+    "onnxmltools": 'pip install "onnx-anomaly-harness[boost]"',
+}
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``harness`` console script; see the module for the exit codes."""
     parser = build_parser()
@@ -813,6 +826,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"harness {args.command}: interrupted", file=sys.stderr)
         return 130
     except Exception as exc:  # a fault of the harness: one line, the evidence kept
+        module = exc.name if isinstance(exc, ModuleNotFoundError) else None
+        extra = _EXTRAS.get((module or "").split(".")[0])
+        if extra is not None:  # not a fault: an extra this command needs is not installed
+            print(f"harness {args.command}: {module} is not installed: {extra}", file=sys.stderr)
+            return 2
         if args.verbose:
             traceback.print_exc()
             where = "the traceback is above"

@@ -26,7 +26,12 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 from harness.console import Progress, format_seconds, item_label
-from harness.options import add_cold_start_option, add_selection_options, selection_from_options
+from harness.options import (
+    OptionError,
+    add_cold_start_option,
+    add_selection_options,
+    selection_from_options,
+)
 from harness.timing.points import Selection
 
 if TYPE_CHECKING:
@@ -184,7 +189,18 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 
 
 def pytest_configure(config: pytest.Config) -> None:
-    config.stash[SESSION_KEY] = HarnessSession(config)
+    harness = config.stash[SESSION_KEY] = HarnessSession(config)
+    given = [
+        arg
+        for arg in map(str, config.invocation_params.args)
+        if arg.startswith("--harness-")
+        and not arg.startswith(("--harness-store", "--harness-conformance"))
+    ]
+    if given:  # selection options asked for: refused now if bad, not ignored by a fixture
+        try:
+            harness.selection  # noqa: B018 - parsing is the check
+        except OptionError as exc:
+            raise pytest.UsageError(str(exc)) from None
     store = config.getoption("harness_store", None)
     target = config.getoption("harness_conformance", None)
     if store or target:  # output locations asked for: proved writable before any test runs
@@ -293,8 +309,11 @@ def harness_session(request: pytest.FixtureRequest) -> HarnessSession:
 
 
 @pytest.fixture
-def harness_check(harness_session: HarnessSession) -> Callable[..., PairVerdict]:
-    """Check a model pair like ``harness check``; fails the test with the evidence.
+def harness_check(
+    request: pytest.FixtureRequest, harness_session: HarnessSession
+) -> Callable[..., PairVerdict]:
+    """Check a model pair like ``harness check`` (``[tool.harness]`` of the project's
+    pyproject.toml included); fails the test with the evidence.
 
     Example::
 
@@ -303,7 +322,11 @@ def harness_check(harness_session: HarnessSession) -> Callable[..., PairVerdict]
     """
     from harness.testing import check_fixture
 
-    return check_fixture
+    def check(model: str | Path, reference: str | Path, **kwargs: Any) -> PairVerdict:
+        kwargs.setdefault("project", Path(request.config.rootpath))
+        return check_fixture(model, reference, **kwargs)
+
+    return check
 
 
 @pytest.fixture

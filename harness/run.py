@@ -296,6 +296,7 @@ def _user_parity(selection: Selection, out: Path) -> dict[str, Any] | None:
             input_bound=user.input_bound,
             trusted=user.trusted,
             trust_pickle=user.trust_pickle,
+            progress=lambda line: print(f"harness run: parity: {line}", flush=True),
         )
     except CheckSetupError as exc:
         raise RunError(str(exc)) from None

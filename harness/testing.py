@@ -7,6 +7,7 @@ imported only when a test asks for ``harness_check`` or ``harness_benchmark``.
 from __future__ import annotations
 
 import dataclasses
+import datetime as dt
 import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -57,24 +58,31 @@ def check_fixture(
     profile: str | None = None,
     trusted: Sequence[str] = (),
     trust_pickle: bool = False,
+    project: Path | None = None,
 ) -> PairVerdict:
-    """Run ``harness check`` on a pair inside a test; fail the test with the evidence."""
+    """Run ``harness check`` on a pair inside a test; fail the test with the evidence.
+
+    As on the command line, ``[tool.harness]`` of the nearest pyproject.toml at or above
+    ``project`` (the plugin passes pytest's rootdir) gives the known gaps, input bound and
+    trusted types; the arguments add to them (a gap given here replaces the file's)."""
     import pytest
 
     from harness.checks.pair import CheckSetupError, check_pair, outcomes_table
+    from harness.options import OptionError, project_settings
 
     try:
+        settings = project_settings(project) if project is not None else {}
         outcomes = check_pair(
             Path(model),
             Path(reference),
             data=data if data is None or isinstance(data, np.ndarray) else Path(data),
             profile=profile,
-            known_gaps=dict(known_gaps or {}),
-            input_bound=input_bound,
-            trusted=tuple(trusted),
+            known_gaps={**settings.get("known-gaps", {}), **dict(known_gaps or {})},
+            input_bound=input_bound if input_bound is not None else settings.get("input-bound"),
+            trusted=(*settings.get("trusted", ()), *trusted),
             trust_pickle=trust_pickle,
         )
-    except CheckSetupError as exc:
+    except (CheckSetupError, OptionError) as exc:
         pytest.fail(f"harness check cannot check this pair: {exc}", pytrace=False)
     verdict = PairVerdict(tuple(outcomes), outcomes_table(outcomes))
     if verdict.failed:
@@ -202,7 +210,9 @@ def benchmark_fixture(
                 "nodes_per_provider": None,
                 "model": str(user.reference),
                 "model_sha256": loaded.estimator_sha256,
+                "samples_per_s": batch_size / ref_median if ref_median else None,
             }
+            ref_extra.update(percentiles(ref_samples))  # type: ignore[typeddict-item]
             ref_point = dataclasses.replace(point, engine="sklearn", provider="-")
             session.stored_rows.append(_row(node.nodeid, ref_point.id, ref_samples, ref_extra))
     return BenchmarkOutcome(median, ref_median, speedup, active, extra)
@@ -214,7 +224,7 @@ def _row(
     data = [float(s) for s in samples]
     arr = np.asarray(data)
     return {
-        "name": f"test_score_samples[{point_id}]",
+        "name": f"{nodeid.rpartition('::')[2].partition('[')[0]}[{point_id}]",  # the test's
         "fullname": f"{nodeid}[{point_id}]",
         "group": None,
         "stats": {
@@ -247,6 +257,7 @@ def store_rows(rows: list[dict[str, Any]], results_dir: Path, git: Mapping[str, 
         mine = [r for r in rows if extra_of(r).get("provider_requested") in (provider, "-")]
         payload = {
             "benchmarks": mine,
+            "datetime": dt.datetime.now(dt.timezone.utc).isoformat(),
             "harness": harness_block(
                 git=dict(git), profile="pytest", machine=info, provider=provider
             ),

@@ -630,6 +630,28 @@ def test_plugin_store_location_is_checked_before_any_test(tmp_path: Path) -> Non
     assert "1 passed" not in done.stdout
 
 
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    ("option", "message"),
+    [("--harness-threads=abc", "threads"), ("--harness-batch-sizes=0", "batch-sizes")],
+)
+def test_bad_harness_options_are_refused_before_any_test(
+    tmp_path: Path, option: str, message: str
+) -> None:
+    # a pytest run that only uses the fixtures accepted them silently
+    (tmp_path / "test_x.py").write_text("def test_x():\n    pass\n")
+    done = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", option, "test_x.py"],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        check=False,
+    )
+    assert done.returncode == int(pytest.ExitCode.USAGE_ERROR), done.stdout + done.stderr
+    assert message in done.stderr
+    assert "1 passed" not in done.stdout
+
+
 # -- a crash is never a finding ----------------------------------------------------------
 
 
@@ -649,6 +671,26 @@ def test_a_harness_fault_exits_4_never_1(
     assert "Traceback" not in err
     (log,) = tmp_path.glob("harness-fault-*.log")
     assert "ZeroDivisionError" in log.read_text()
+
+
+@pytest.mark.parametrize(
+    ("module", "extra"), [("onnxruntime", "[cpu]"), ("pyod.models.ecod", "[pyod]")]
+)
+def test_a_missing_extra_is_a_usage_error_that_names_the_install(
+    good_file: Path, monkeypatch: pytest.MonkeyPatch, module: str, extra: str
+) -> None:
+    # installed without [cpu], every command said "internal error ... fault of the harness"
+    import harness.results.gate
+
+    def missing(*args: Any, **kwargs: Any) -> Any:
+        raise ModuleNotFoundError(f"No module named {module!r}", name=module)
+
+    monkeypatch.setattr(harness.results.gate, "gate", missing)
+    code, _, err = _cli("gate", str(good_file), str(good_file))
+    assert code == 2
+    assert f"{module} is not installed" in err
+    assert f'pip install "onnx-anomaly-harness{extra}"' in err
+    assert "internal error" not in err
 
 
 # -- interrupted runs -----------------------------------------------------------------------

@@ -47,6 +47,31 @@ def test_slow_creep_is_flagged(tmp_path: Path) -> None:
     assert 0.15 < creeping.creep < 0.25
 
 
+def test_one_step_is_one_step_not_creep_too(tmp_path: Path) -> None:
+    # 5 runs at 1.0 then 5 at 1.25 read "step at run 6; creep +36% over 10 runs"
+    _history(tmp_path, [1.0] * 5 + [1.25] * 5)
+    stepped = next(
+        s for s in build_series(load_results([tmp_path])) if s.name.startswith("iforest")
+    )
+    assert stepped.change_points == [5]
+    assert stepped.creep is None
+    assert stepped.flags == f"step at run 6 ({5:040x}"[:23] + ")"
+
+
+def test_a_step_smaller_than_the_threshold_is_no_step(tmp_path: Path) -> None:
+    # quiet series: a -0.1% level change was 3 noise sigmas, and flagged as a step
+    rng = np.random.default_rng(1)
+    for level in [1.0] * 4 + [0.999] * 4:
+        samples = rng.lognormal(np.log(1e-3 * level), 1e-5, 20)
+        row = bench_row("iforest-100", "onnx-native", 1, samples)
+        payload = result_payload([row], commit="unversioned")
+        write_result(tmp_path, payload, machine_id="m", provider="cpu", commit="unversioned")
+    (quiet,) = build_series(load_results([tmp_path]))
+    assert quiet.change_points == []
+    assert quiet.flags == "-"
+    assert quiet.commits[0] == "unversioned"  # not cut to "unversio": only hashes are
+
+
 def test_cli_history(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     _history(tmp_path / "results", [1.0] * 5 + [1.5] * 5)
     assert main(["history", str(tmp_path / "results"), "--out", str(tmp_path / "out")]) == 0

@@ -236,3 +236,33 @@ def test_history_of_plain_files(tmp_path: Path, capsys: pytest.CaptureFixture[st
     assert stepped.provider == "-"
     assert main(["history", str(tmp_path / ".benchmarks"), "--out", str(tmp_path / "out")]) == 0
     assert "4 benchmarks over 12 runs" in capsys.readouterr().out
+
+
+def test_plain_files_are_ordered_by_when_they_were_made_not_by_name(tmp_path: Path) -> None:
+    # pytest-benchmark users name --benchmark-json files as they like: z_monday.json is older
+    # than a_tuesday.json, and the newer run (25% slower) is the latest and the last point
+    for name, day, scale in (("z_monday.json", 5, 1.0), ("a_tuesday.json", 6, 1.25)):
+        payload = plain_payload(_rows(scale=scale))
+        payload["datetime"] = f"2026-01-0{day}T09:00:00+00:00"
+        _file(tmp_path, name, payload)
+    results = load_results([tmp_path])
+    latest = render_markdown(results).split("Older runs")[0]
+    assert "a_tuesday.json" in latest
+    assert "z_monday.json" not in latest
+    series = {s.name: s for s in build_series(results)}
+    medians = series["tests/test_speed.py::test_render"].medians
+    assert medians[-1] / medians[0] == pytest.approx(1.25, rel=0.05)
+
+
+def test_an_inconclusive_row_says_why(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    # it said "plain pytest-benchmark files need --benchmark-save-data" of files that had them
+    a, b = _file(tmp_path, "a.json", plain_payload(_rows())), tmp_path / "b.json"
+    b.write_text(json.dumps(plain_payload(_rows(scale=1.05, seed=1))))
+    report = gate([load_result(a)], [load_result(b)])
+    undecided = report.inconclusive
+    assert undecided, report.to_markdown()
+    assert all("band" in r.note for r in undecided)
+    assert main(["gate", str(a), str(b)]) == 0
+    err = capsys.readouterr().err
+    assert "inconclusive (the table says why" in err
+    assert "--benchmark-save-data" not in err

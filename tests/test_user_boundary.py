@@ -181,6 +181,7 @@ def test_parquet(tmp_path: Path) -> None:
         ("rows.csv", b"1,2\n3,4\n", "the model takes 3"),
         ("rows.csv", b"1,2\n3e39,4\n", "overflows float32"),
         ("rows.npy", b"not an array", "not a readable .npy"),
+        ("rows.csv", b"a,b,c,d\n", "a header row (4 columns) and no data rows"),
     ],
 )
 def test_bad_data_files(tmp_path: Path, name: str, content: bytes, message: str) -> None:
@@ -194,6 +195,8 @@ def test_bad_data_files(tmp_path: Path, name: str, content: bytes, message: str)
 def test_missing_data_file(tmp_path: Path) -> None:
     with pytest.raises(DataError, match="no such file"):
         load_rows(tmp_path / "none.npy")
+    with pytest.raises(DataError, match="is a directory"):
+        load_rows(tmp_path)
     np.save(tmp_path / "one_d.npy", np.arange(3.0))
     with pytest.raises(DataError, match="2-D"):
         load_rows(tmp_path / "one_d.npy")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -35,6 +36,8 @@ def load_rows(
         >>> rows = load_rows("data.csv", n_features=25)  # doctest: +SKIP
     """
     path = Path(path)
+    if path.is_dir():
+        raise DataError(f"--data {path}: is a directory, not a data file")
     if not path.is_file():
         raise DataError(f"--data {path}: no such file")
     suffix = path.suffix.lower()
@@ -86,16 +89,20 @@ def _csv(path: Path) -> tuple[npt.NDArray[Any], list[str] | None]:
         raise DataError(f"--data {path}: the file is empty")
     header = not all(_is_number(cell) for cell in first)
     try:
-        rows = np.loadtxt(
-            path,
-            delimiter=",",
-            dtype=np.float64,
-            ndmin=2,
-            skiprows=int(header),
-            encoding="utf-8-sig",
-        )
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)  # "input contained no data": said below
+            rows = np.loadtxt(
+                path,
+                delimiter=",",
+                dtype=np.float64,
+                ndmin=2,
+                skiprows=int(header),
+                encoding="utf-8-sig",
+            )
     except ValueError as exc:
         raise DataError(f"--data {path}: not a numeric table ({exc})") from exc
+    if header and rows.size == 0:
+        raise DataError(f"--data {path}: a header row ({len(first)} columns) and no data rows")
     return rows, [cell.strip() for cell in first] if header else None
 
 

@@ -11,8 +11,11 @@ reason) / xfail / xpass, the measured error, the bound and how it was derived.
 
 from __future__ import annotations
 
+import dataclasses
+import math
 import os
-from collections.abc import Mapping, Sequence
+import time
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -30,10 +33,25 @@ from engines import (
 from engines.export import input_policy, stored_rows, validation_rows
 from engines.metadata import ACCEPTS_INF_KEY, ACCEPTS_NAN_KEY
 from engines.onnx_engine import ModelSource
-from harness.checks.parity import CHECKS, CheckOutcome, ParityTarget, check_plan, run_check
+from harness.checks.parity import (
+    CHECKS,
+    CheckOutcome,
+    ParityTarget,
+    check_plan,
+    profile_name,
+    profile_settings,
+    run_check,
+)
 from harness.checks.strategies import boundary_rows, split_thresholds
 
-__all__ = ["CheckSetupError", "check_pair", "decision_boundary", "outcomes_table"]
+__all__ = [
+    "CheckSetupError",
+    "Scale",
+    "check_pair",
+    "decision_boundary",
+    "outcomes_table",
+    "scale_for",
+]
 
 CPU1 = EngineConfig(provider="cpu", intra_op_threads=1)
 #: Segments bisected to the decision boundary: a step function (a histogram, an empirical
@@ -42,6 +60,16 @@ BOUNDARY_PAIRS = 96
 #: Single-feature moves tried from a row where the decision jumps over the cut
 #: (``recombined_rows``); a quarter for a reference that scores row by row.
 RECOMBINED_MOVES = 1024
+#: Seconds of reference calls a check plans for, per profile (nightly: no limit). A reference
+#: that is slow per row (PyOD's ECOD and COPOD refit on every training row for each row they
+#: score; a neighbour search over millions of rows) is checked on a sample of the data rows,
+#: a smaller boundary search and fewer examples, and the output says so.
+REFERENCE_BUDGET_S = {"dev": 15.0, "ci": 25.0}
+#: Reference rows evaluated per data row and per boundary segment, at full scale (counted on
+#: PyOD's ECOD, scored row by row: 7,320 rows for 200 data rows and 96 segments).
+CALLS_PER_ROW, CALLS_PER_SEGMENT = 24, 26
+#: Boundary rows every label check runs as explicit examples, at full scale.
+BOUNDARY_EXAMPLES = 128
 
 
 class CheckSetupError(Exception):
@@ -65,11 +93,25 @@ def _candidate(model: ModelSource, ref: SklearnEngine) -> OnnxEngine:
     label and scores) it is given the reference's offset_ so it answers both."""
     try:
         engine = OnnxEngine(model, CPU1)
-        lacks = (ref.methods - engine.methods) & {"score_samples", "decision_function"}
-        if lacks and ref.offset is not None:
-            engine = OnnxEngine(model, CPU1, offset=ref.offset)
     except (EngineError, ValueError) as exc:
         raise CheckSetupError(str(exc)) from exc
+    width = ref.n_features
+    if width is None or engine.n_features not in (None, width):
+        raise CheckSetupError(
+            f"the ONNX model takes {engine.n_features} features, the reference {width}"
+        )
+    if engine.convention != ref.convention:
+        raise CheckSetupError(
+            f"the ONNX model answers in {engine.convention}'s convention, the reference in "
+            f"{ref.convention}'s (engines.base.Engine: PyOD's decision_function is higher for "
+            "more abnormal rows, scikit-learn's lower): they are not the same detector"
+        )
+    lacks = (ref.methods - engine.methods) & {"score_samples", "decision_function"}
+    if lacks and ref.offset is not None:
+        try:
+            engine = OnnxEngine(model, CPU1, offset=ref.offset)
+        except (EngineError, ValueError) as exc:
+            raise CheckSetupError(str(exc)) from exc
     return engine
 
 
@@ -95,14 +137,118 @@ def _rows(data: Any, ref: SklearnEngine, width: int) -> npt.NDArray[np.float32]:
         return np.ascontiguousarray(rows, dtype=np.float32)
 
 
+@dataclasses.dataclass(frozen=True)
+class Scale:
+    """How much of a full check a pair gets: data rows (``rows``, indices into the data, None:
+    all), boundary segments, single-feature moves, Hypothesis examples (None: the profile's),
+    boundary rows run as explicit examples, and the note that says why (None: full scale)."""
+
+    rows: npt.NDArray[np.intp] | None
+    pairs: int
+    moves: int
+    examples: int | None
+    boundary_examples: int
+    note: str | None
+
+
+def _seconds_per_row(ref: SklearnEngine, base: npt.NDArray[Any]) -> float:
+    """What one more row costs the reference: a call on one row against a call on up to 32
+    (a batch scorer's per-call overhead is not per row; a row-by-row scorer pays per row)."""
+    method = sorted(ref.methods - {"predict"} or ref.methods)[0]
+    k = min(32, len(base))
+    if k < 2:
+        return 0.0
+    seconds = []
+    try:
+        for rows in (base[:1], base[:1], base[:k]):  # the first call warms caches up
+            start = time.perf_counter()
+            getattr(ref, method)(rows)
+            seconds.append(time.perf_counter() - start)
+    except EngineError:
+        return 0.0
+    seconds = seconds[1:]
+    return max(0.0, (seconds[1] - seconds[0]) / (k - 1))
+
+
+def scale_for(ref: SklearnEngine, base: npt.NDArray[Any], profile: str | None) -> Scale:
+    """The full check, unless the reference's calls it plans would take more than twice the
+    profile's budget (``REFERENCE_BUDGET_S``): then data rows, boundary segments, moves and
+    examples shrink by the same power of two until they fit (data rows no fewer than 24, the
+    score-bias test's minimum), and the note says what was sampled and why. A power of two,
+    and only past twice the budget, so a pair near the budget is not checked at a scale that
+    flips from run to run with the machine's load. The rows kept are a seeded sample."""
+    moves = RECOMBINED_MOVES // 4 if ref.row_by_row else RECOMBINED_MOVES
+    full = Scale(None, BOUNDARY_PAIRS, moves, None, BOUNDARY_EXAMPLES, None)
+    name = profile_name(profile)
+    budget = REFERENCE_BUDGET_S.get(name)
+    n = len(base)
+    if budget is None or n == 0:
+        return full
+    per_row = _seconds_per_row(ref, base)
+    planned = CALLS_PER_ROW * n + CALLS_PER_SEGMENT * BOUNDARY_PAIRS + moves
+    if per_row * planned <= 2 * budget:
+        return full
+    shrink = 2.0 ** -math.ceil(math.log2(per_row * planned / budget))
+    keep = min(n, max(24, math.ceil(shrink * n)))
+    rows = np.sort(np.random.default_rng(0).choice(n, size=keep, replace=False))
+    examples = max(4, math.ceil(shrink * profile_settings(name).max_examples))
+    scale = Scale(
+        None if keep == n else rows,
+        max(4, math.ceil(shrink * BOUNDARY_PAIRS)),
+        max(16, math.ceil(shrink * moves)),
+        examples,
+        max(16, math.ceil(shrink * BOUNDARY_EXAMPLES)),
+        None,
+    )
+    note = (
+        f"the reference takes {per_row * 1e3:.3g} ms a row, so the {name} profile's "
+        f"{budget:g} s budget checks {keep} of {n} data rows, {scale.pairs} of "
+        f"{BOUNDARY_PAIRS} boundary segments, {scale.boundary_examples} boundary rows and "
+        f"{examples} generated examples a check (--examples nightly checks them all)"
+    )
+    return dataclasses.replace(scale, note=note)
+
+
+def _accepted(
+    rows: npt.NDArray[np.float32], policy: Mapping[str, bool]
+) -> tuple[npt.NDArray[np.float32], str | None]:
+    """The data rows the reference accepts, and a note on the ones left out: rows holding NaN
+    (or an infinity) where it refuses NaN (or infinities). They would make every batch of the
+    data checks a refusal, and skip them; errors_match checks refusals on rows of its own."""
+    refused = np.zeros(len(rows), dtype=bool)
+    if not policy["accepts_nan"]:
+        refused |= np.isnan(rows).any(axis=1)
+    if not policy["accepts_inf"]:
+        refused |= np.isinf(rows).any(axis=1)
+    if not refused.any():
+        return rows, None
+    if refused.all():
+        raise CheckSetupError(
+            f"every one of the {len(rows)} data rows holds NaN or an infinity, which the "
+            "reference refuses: give rows it can answer"
+        )
+    note = (
+        f"{int(refused.sum())} of {len(rows)} data rows hold NaN or an infinity, which the "
+        "reference refuses: left out of the data checks (errors_match checks refusals)"
+    )
+    return rows[~refused], note
+
+
 def decision_boundary(
-    ref: SklearnEngine, base: npt.NDArray[Any], *, dtype: Any = np.float32
+    ref: SklearnEngine,
+    base: npt.NDArray[Any],
+    *,
+    dtype: Any = np.float32,
+    pairs: int = BOUNDARY_PAIRS,
+    moves: int | None = None,
 ) -> npt.NDArray[Any] | None:
     """Rows at the reference's decision boundary (``boundary_rows``), found from the data's
     rows, or, where they all lie on one side, from them and the rows the model keeps
     (``engines.export.stored_rows``: support vectors, fitted rows, a mixture's means), else
     from a walk of the nearest row's features to the other side (``walked_rows``); the
-    nearest the cut first. None when the reference has no decision or no cut."""
+    nearest the cut first. None when the reference has no decision or no cut. ``pairs``
+    segments are bisected; ``moves`` (default: RECOMBINED_MOVES, a quarter for a reference
+    that scores row by row) bounds the search where the decision steps."""
     if "decision_function" not in ref.methods:
         return None
     if ref.convention == "pyod" and ref.threshold is None:
@@ -113,16 +259,15 @@ def decision_boundary(
         d = np.asarray(ref.decision_function(X), dtype=np.float64)
         return d if cut is None else cut - d
 
-    moves = RECOMBINED_MOVES // 4 if ref.row_by_row else RECOMBINED_MOVES
-    boundary = boundary_rows(margin, base, pairs=BOUNDARY_PAIRS, dtype=dtype, moves=moves)
+    if moves is None:
+        moves = RECOMBINED_MOVES // 4 if ref.row_by_row else RECOMBINED_MOVES
+    boundary = boundary_rows(margin, base, pairs=pairs, dtype=dtype, moves=moves)
     stored = None if len(boundary) else stored_rows(ref.estimator)
     if stored is not None and stored.shape[1] == base.shape[1]:
         rows = np.concatenate([base, stored])
-        boundary = boundary_rows(margin, rows, pairs=BOUNDARY_PAIRS, dtype=dtype, moves=moves)
+        boundary = boundary_rows(margin, rows, pairs=pairs, dtype=dtype, moves=moves)
     if not len(boundary):  # still one side only: walk the nearest row's features to the other
-        boundary = boundary_rows(
-            margin, base, pairs=BOUNDARY_PAIRS, dtype=dtype, moves=moves, walk=True
-        )
+        boundary = boundary_rows(margin, base, pairs=pairs, dtype=dtype, moves=moves, walk=True)
     return boundary
 
 
@@ -138,6 +283,7 @@ def check_pair(
     known_gaps: Mapping[str, str] | None = None,
     trusted: Sequence[str] = (),
     trust_pickle: bool = False,
+    progress: Callable[[str], None] | None = None,
 ) -> list[CheckOutcome]:
     """Every parity check of ``model`` (.onnx) against ``reference`` (.skops), one outcome each.
 
@@ -148,8 +294,11 @@ def check_pair(
     ``input_bound``: keep generated values within the data's min / max widened that many
     times its range. ``known_gaps``: check -> reason, run as strict expected failures.
     ``reference`` may also be a fitted estimator; ``trusted`` / ``trust_pickle`` go to
-    ``engines.load_model``. Raises CheckSetupError when the pair cannot be checked at all;
-    every finding, skip and crash inside a check is an outcome.
+    ``engines.load_model``. Data rows holding NaN or infinities the reference refuses are
+    left out, and a reference too slow for the profile's budget is checked on a sample
+    (``scale_for``); each outcome's ``note`` says so. ``progress`` is told that, and each
+    check's outcome as it ends. Raises CheckSetupError when the pair cannot be
+    checked at all; every finding, skip and crash inside a check is an outcome.
 
     Example:
         >>> outcomes = check_pair("model.onnx", "model.skops", data="rows.npy")  # doctest: +SKIP
@@ -164,12 +313,9 @@ def check_pair(
             f"input_bound must be >= 0 (a multiple of the data's range), got {input_bound}"
         )
     ref = _reference(reference, trusted, trust_pickle)
-    width = ref.n_features
     candidate = _candidate(model, ref)
-    if width is None or candidate.n_features not in (None, width):
-        raise CheckSetupError(
-            f"the ONNX model takes {candidate.n_features} features, the reference {width}"
-        )
+    width = ref.n_features
+    assert width is not None  # _candidate refuses a reference of unknown width
     tolerance = None
     if rtol is not None or atol is not None:
         try:
@@ -178,7 +324,20 @@ def check_pair(
             raise CheckSetupError(str(exc)) from exc
     base = _rows(data, ref, width)
     policy = input_policy(ref.estimator, width)
-    boundary = decision_boundary(ref, base, dtype=candidate.input_dtype)
+    say = progress or (lambda line: None)
+    base, refused = _accepted(base, policy)
+    scale = scale_for(ref, base, profile)
+    notes = [note for note in (refused, scale.note) if note]
+    for note in notes:
+        say(note)
+    if scale.rows is not None:
+        base = base[scale.rows]
+    start = time.perf_counter()
+    boundary = decision_boundary(
+        ref, base, dtype=candidate.input_dtype, pairs=scale.pairs, moves=scale.moves
+    )
+    if boundary is not None:
+        say(f"{len(boundary)} rows at the decision boundary ({time.perf_counter() - start:.1f} s)")
     target = ParityTarget(
         reference=ref,
         candidate=candidate,
@@ -192,11 +351,18 @@ def check_pair(
         input_bound=input_bound,
         isolate_non_finite=True,
         refusals_declared=bool({ACCEPTS_NAN_KEY, ACCEPTS_INF_KEY} & set(candidate.metadata)),
+        max_examples=scale.examples,
+        boundary_examples=scale.boundary_examples,
     )
-    return [
-        run_check(name, target, profile=profile, known_gap=gaps.get(name))
-        for name, _ in check_plan(target)
-    ]
+    outcomes = []
+    for name, _ in check_plan(target):
+        start = time.perf_counter()
+        outcome = run_check(name, target, profile=profile, known_gap=gaps.get(name))
+        if notes and outcome.status != "skip":
+            outcome = dataclasses.replace(outcome, note="; ".join(notes))
+        say(f"{name}: {outcome.status} ({time.perf_counter() - start:.1f} s)")
+        outcomes.append(outcome)
+    return outcomes
 
 
 _SHOWN = {"fail": "**FAIL**", "xpass": "**XPASS**"}
@@ -263,4 +429,5 @@ def outcomes_table(outcomes: Sequence[CheckOutcome]) -> str:
     if undefined:
         tally += f"; {undefined} rows where the reference is undefined (not judged)"
     lines += ["", tally]
+    lines += [f"Note: {note}." for note in dict.fromkeys(o.note for o in outcomes if o.note)]
     return "\n".join(lines)

@@ -31,6 +31,7 @@ from scipy import stats
 from engines import Engine, EngineError, InputError, OnnxEngine, SklearnEngine, Tolerance
 from engines.tolerance import (
     RowBound,
+    beyond_range,
     check_within,
     derive_bound,
     fixed_bound,
@@ -49,6 +50,7 @@ __all__ = [
     "ParityTarget",
     "applicable_checks",
     "check_plan",
+    "profile_name",
     "profile_settings",
     "run_check",
 ]
@@ -64,7 +66,8 @@ Status = Literal["pass", "fail", "skip", "xfail", "xpass"]
 STATUSES: tuple[Status, ...] = ("pass", "fail", "skip", "xfail", "xpass")
 
 
-def _profile_name(profile: str | None) -> str:
+def profile_name(profile: str | None) -> str:
+    """``profile``, else $HYPOTHESIS_PROFILE, else ci; ValueError for an unknown name."""
     name = profile or os.environ.get("HYPOTHESIS_PROFILE", "ci")
     if name not in PROFILES:
         raise ValueError(f"unknown hypothesis profile {name!r}; known: {sorted(PROFILES)}")
@@ -86,7 +89,7 @@ def profile_settings(profile: str | None = None) -> settings:
         # No shrink phase: a failing batch is reduced to its failing row instead (run_check),
         # which costs one call, not hundreds of reference calls.
         phases=[Phase.explicit, Phase.reuse, Phase.generate],
-        **PROFILES[_profile_name(profile)],
+        **PROFILES[profile_name(profile)],
     )
 
 
@@ -102,7 +105,9 @@ class ParityTarget:
     failing check) instead of in every check the estimator accepts them in.
     ``refusals_declared`` False (a graph without accepts_nan / accepts_inf metadata, e.g. a
     plain skl2onnx conversion) leaves batches the reference refuses out of errors_match: the
-    engine cannot know to refuse them.
+    engine cannot know to refuse them. ``max_examples`` caps the profile's Hypothesis
+    examples and ``boundary_examples`` the boundary rows run as explicit examples (a
+    reference too slow for them: ``harness.checks.pair.scale_for``).
     """
 
     reference: Engine
@@ -119,6 +124,8 @@ class ParityTarget:
     input_bound: float | None = None
     isolate_non_finite: bool = False
     refusals_declared: bool = True
+    max_examples: int | None = None  # fewer Hypothesis examples than the profile's
+    boundary_examples: int = 128  # boundary rows run as explicit examples
     _memo: dict[Any, Any] = dataclasses.field(
         default_factory=dict, init=False, repr=False, compare=False
     )
@@ -326,7 +333,8 @@ class CheckOutcome:
     is the error on the row closest to its bound (failing: the first failing row), ``bound_value``
     that row's bound and ``bound`` how it was derived. ``undefined_rows``: rows where the
     reference itself has no answer to hold the engine to (counted, not judged);
-    ``rows``: rows compared; ``rejected``: generated batches that did not apply.
+    ``rows``: rows compared; ``rejected``: generated batches that did not apply; ``note``:
+    what was left out and why (a sample of the data, for a reference too slow for it).
     """
 
     check: str
@@ -341,6 +349,7 @@ class CheckOutcome:
     rows: int = 0
     rejected: int = 0
     known_gap: str | None = None
+    note: str | None = None
 
     @property
     def passed(self) -> bool:
@@ -523,7 +532,10 @@ def check_sign(target: ParityTarget, X: npt.NDArray[Any]) -> _Tally:
                 "decision's magnitude of the cut"
             )
             tie = tie | (np.abs(margin) <= rounding)
-    bad = np.flatnonzero(((labels == anomaly) != (margin < 0)) & ~tie)
+    # A NaN decision on a row beyond float32's range (a value whose square overflows) is an
+    # overflow of the engine's intermediates: not judged there, as in the score checks.
+    overflow = np.isnan(np.asarray(margin, dtype=np.float64)) & _beyond(target, X)
+    bad = np.flatnonzero(((labels == anomaly) != (margin < 0)) & ~tie & ~overflow)
     if len(bad):
         row = int(bad[0])
         raise Discrepancy(
@@ -598,6 +610,29 @@ def check_row_order(target: ParityTarget, X: npt.NDArray[Any]) -> _Tally:
     return _bounded(f"{method} reversed rows", backward, bound, "forward order")
 
 
+def _beyond(target: ParityTarget, X: npt.NDArray[Any]) -> npt.NDArray[np.bool_]:
+    """Rows beyond the engine's precision's range (``engines.tolerance.beyond_range``)."""
+    work, _ = target.precision()
+    return beyond_range(X, work)
+
+
+def _unless_overflow(
+    target: ParityTarget, X: npt.NDArray[Any], expected: RowBound | EngineError
+) -> None:
+    """A finite batch the reference refuses only because a row lies beyond the engine's
+    range (its own arithmetic overflows there: a float32 scaler dividing 3e38) does not apply:
+    the reference is undefined on it, as in the score checks."""
+    if (
+        isinstance(expected, EngineError)
+        and bool(np.isfinite(X).all())
+        and bool(_beyond(target, X).any())
+    ):
+        raise _NotApplicable(
+            "the reference refuses a batch of finite rows beyond float32's range (its own "
+            "arithmetic overflows): undefined there, not judged"
+        )
+
+
 def _unless_refusals_declared(target: ParityTarget, expected: RowBound | EngineError) -> None:
     """A batch the reference refuses does not apply where the graph does not declare what its
     estimator refuses: the engine cannot know to refuse it."""
@@ -622,6 +657,7 @@ def check_dtype(target: ParityTarget, X: npt.NDArray[Any]) -> _Tally:
     expected = target.expect(method, seen)
     ours = target.answer("candidate", method, X64)
     _unless_refusals_declared(target, expected)
+    _unless_overflow(target, seen, expected)
     if isinstance(expected, EngineError) != isinstance(ours, EngineError):
         raise Discrepancy(f"float64 input: reference {expected!r}, engine {ours!r}")
     if isinstance(expected, EngineError) or isinstance(ours, EngineError):
@@ -636,6 +672,7 @@ def check_errors_match(target: ParityTarget, X: npt.NDArray[Any]) -> _Tally:
     expected = target.expect(method, X)
     ours = target.answer("candidate", method, X)
     _unless_refusals_declared(target, expected)
+    _unless_overflow(target, X, expected)
     if isinstance(expected, EngineError):
         if not isinstance(ours, InputError):
             raise Discrepancy(
@@ -860,7 +897,7 @@ def run_check(
     ``known_gap`` (the reason) makes the check a strict expected failure: xfail when it fails,
     xpass (a failure of the run: "known gap no longer reproduces") when it passes.
     """
-    outcome = _run(name, target, _profile_name(profile))
+    outcome = _run(name, target, profile_name(profile))
     if known_gap is None:
         return outcome
     if outcome.status == "skip":
@@ -932,9 +969,12 @@ def _run(name: str, target: ParityTarget, profile: str) -> CheckOutcome:
 
     test: Callable[[], None] = given(X=strategy)(prop)
     if name in _AT_THE_BOUNDARY and target.boundary_rows is not None:
-        for batch in _boundary_batches(target.boundary_rows):
+        for batch in _boundary_batches(target.boundary_rows, target.boundary_examples):
             test = example(X=batch)(test)  # every boundary row, not only the ones drawn
-    test = profile_settings(profile)(test)
+    chosen = profile_settings(profile)
+    if target.max_examples is not None and target.max_examples < chosen.max_examples:
+        chosen = settings(chosen, max_examples=target.max_examples)
+    test = chosen(test)
 
     def outcome(status: Status, message: str, found: Exception | None = None) -> CheckOutcome:
         measured, bound_value, how = worst.measured, worst.bound, worst.how

@@ -43,7 +43,7 @@ from harness.reports.rows import (
     runtime_of,
 )
 from harness.results.schema import PROVIDERS
-from harness.results.store import ResultFile, benchmark_key, run_order
+from harness.results.store import ResultFile, benchmark_key, result_order
 
 __all__ = ["render_markdown"]
 
@@ -86,8 +86,9 @@ def _environment(results: Sequence[ResultFile]) -> list[tuple[str, str]]:
                 + (f"; profile {h['profile']}" if h.get("profile") else "")
                 + "; "
                 + ", ".join(f"{k} {val}" for k, val in v.items() if val)
-                + f"; commit {str(g.get('commit'))[:12]}{' (dirty)' if g.get('dirty') else ''}"
-                + f"; {result.data.get('datetime', '')}",
+                + f"; commit {str(g.get('commit') or '-')[:12]}"
+                + (" (dirty)" if g.get("dirty") else "")
+                + (f"; {result.data['datetime']}" if result.data.get("datetime") else ""),
             )
         )
     return out
@@ -388,7 +389,7 @@ def _cold_start_section(results: Sequence[ResultFile]) -> list[str]:
     onnxruntime version, a model's versions next to each other, oldest first; [] when no
     result holds a ``cold_start`` block."""
     found: dict[tuple[str, ...], dict[str, Any]] = {}
-    for result in sorted(results, key=lambda r: run_order(r.path)):
+    for result in sorted(results, key=result_order):
         machine = str(result.harness.get("machine_id"))
         versions = result.harness.get("versions") or {}
         for entry in result.harness.get("cold_start", []):

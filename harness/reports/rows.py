@@ -11,7 +11,7 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 
 from harness.results.schema import short_provider, yardstick_of
-from harness.results.store import ResultFile, benchmark_key, identity_labels, run_order
+from harness.results.store import ResultFile, benchmark_key, identity_labels, result_order
 
 __all__ = ["latest_runs", "runtime_of", "series_name"]
 
@@ -174,7 +174,7 @@ def latest_runs(results: Sequence[ResultFile]) -> tuple[list[ResultFile], list[R
     order (NNNN_): a runtime matrix (tox -m runtimes) shows one run per release."""
     latest: dict[tuple[Any, ...], ResultFile] = {}
     older: list[ResultFile] = []
-    for result in sorted(results, key=lambda r: run_order(r.path)):
+    for result in sorted(results, key=result_order):
         key: tuple[Any, ...] = (
             result.harness.get("machine_id"),
             result.harness.get("provider"),

@@ -268,6 +268,8 @@ def gate(
         else:
             p, ratio, low, high, value_a, value_b = result
             verdict = _verdict(low, high, float(adjusted), threshold, alpha)
+            if verdict == "inconclusive":
+                note = _join(note, _undecided(low, high, float(adjusted), threshold, alpha))
             if metric == "speedup":  # show the speed-ups themselves; ratio > 1 still means worse
                 value_a, value_b = 1.0 / value_a, 1.0 / value_b
         rows.append(
@@ -391,6 +393,17 @@ def _compare_paired(
         float(np.median(a)),
         float(np.median(b)),
     )
+
+
+def _undecided(low: float, high: float, p_adjusted: float, threshold: float, alpha: float) -> str:
+    """Why a tested row is inconclusive, in words."""
+    band = f"{1 / (1 + threshold):.3f}-{1 + threshold:.3f}"
+    if p_adjusted >= alpha:
+        return (
+            f"no significant change (p {p_adjusted:.2g} >= {alpha:g}) and the interval "
+            f"reaches outside the {band} band: more rounds would decide"
+        )
+    return f"a significant change whose interval straddles the {band} band's edge"
 
 
 def _verdict(low: float, high: float, p_adjusted: float, threshold: float, alpha: float) -> Verdict:

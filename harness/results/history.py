@@ -8,6 +8,8 @@ series. The pages are drawn by :mod:`harness.reports.history`.
 from __future__ import annotations
 
 import dataclasses
+import itertools
+import string
 from collections import defaultdict
 from collections.abc import Sequence
 from typing import Any
@@ -22,7 +24,7 @@ from harness.results.store import (
     benchmark_key,
     group_rows,
     identity_labels,
-    run_order,
+    result_order,
 )
 
 __all__ = ["Series", "build_series"]
@@ -48,8 +50,12 @@ class Series:
         return "; ".join(out) or "-"
 
 
-def _change_points(values: npt.NDArray[np.float64], min_size: int = 2) -> list[int]:
-    """Indices where the level of log(median) steps, by ruptures' PELT with a BIC-like penalty."""
+def _change_points(
+    values: npt.NDArray[np.float64], min_size: int = 2, threshold: float = 0.0
+) -> list[int]:
+    """Indices where the level of log(median) steps, by ruptures' PELT with a BIC-like penalty:
+    steps larger than 3 noise sigmas and than ``threshold`` (relative), so a 0.1% wobble on a
+    quiet series is no step."""
     if len(values) < 2 * min_size + 1:
         return []
     import ruptures
@@ -59,12 +65,45 @@ def _change_points(values: npt.NDArray[np.float64], min_size: int = 2) -> list[i
     penalty = 3.0 * np.log(len(values)) * noise**2
     ends = ruptures.Pelt(model="l2", min_size=min_size, jump=1).fit(signal).predict(pen=penalty)
     steps = [end for end in ends[:-1]]
-    # keep only steps bigger than 3 noise sigmas (a level change, not jitter)
-    return [s for s in steps if abs(np.mean(signal[s:]) - np.mean(signal[:s])) > 3 * noise]
+    # keep only steps bigger than 3 noise sigmas (a level change, not jitter) and the threshold
+    floor = max(3 * noise, np.log1p(threshold))
+    return [s for s in steps if abs(np.mean(signal[s:]) - np.mean(signal[:s])) > floor]
 
 
-def _creep(values: npt.NDArray[np.float64], threshold: float) -> float | None:
-    """A monotone trend (Kendall's tau, p < 0.05) whose total change exceeds the threshold."""
+def _creep(
+    values: npt.NDArray[np.float64], threshold: float, steps: Sequence[int] = ()
+) -> tuple[list[int], float | None]:
+    """(steps, creep) that explain the series: a monotone trend (Kendall's tau, p < 0.05)
+    whose total change exceeds the threshold is creep, and PELT's steps on it are its slices,
+    not steps, where one line fits log(median) better than the steps' levels (by BIC); else the
+    steps stand, and creep is a trend within the runs between two of them (the largest)."""
+    trend = _trend(values, threshold)
+    if not steps:
+        return [], trend
+    if trend is not None:
+        y = np.log(values)
+        x = np.arange(len(y))
+        bounds = [0, *steps, len(y)]
+        rss_steps = sum(
+            float(np.sum((y[a:b] - y[a:b].mean()) ** 2)) for a, b in itertools.pairwise(bounds)
+        )
+        rss_line = float(np.sum((y - np.polyval(np.polyfit(x, y, 1), x)) ** 2))
+
+        def bic(rss: float, params: int) -> float:
+            return float(len(y) * np.log(max(rss, 1e-300) / len(y)) + params * np.log(len(y)))
+
+        if bic(rss_line, 2) < bic(rss_steps, len(steps) + 1):
+            return [], trend
+    bounds = [0, *steps, len(values)]
+    found = [
+        total
+        for start, end in itertools.pairwise(bounds)
+        if (total := _trend(values[start:end], threshold)) is not None
+    ]
+    return list(steps), max(found, key=abs) if found else None
+
+
+def _trend(values: npt.NDArray[np.float64], threshold: float) -> float | None:
     if len(values) < 4:
         return None
     tau = stats.kendalltau(np.arange(len(values)), values)
@@ -76,12 +115,13 @@ def _creep(values: npt.NDArray[np.float64], threshold: float) -> float | None:
 
 
 def build_series(results: Sequence[ResultFile], *, threshold: float = 0.05) -> list[Series]:
-    """Series per (machine, provider, benchmark), runs in run order (NNNN_, see run_order)."""
-    ordered = sorted(results, key=lambda r: run_order(r.path))
+    """Series per (machine, provider, benchmark), runs in run order (see result_order)."""
+    ordered = sorted(results, key=result_order)
     by_place: dict[tuple[str, str], list[tuple[Any, dict[str, Any]]]] = defaultdict(list)
     for result in ordered:
         h = result.harness
-        commit = str((h.get("git") or {}).get("commit") or "nogit")[:8]
+        commit = str((h.get("git") or {}).get("commit") or "nogit")
+        commit = commit[:8] if all(c in string.hexdigits for c in commit) else commit
         for row in result.benchmarks:
             # the commit rides along in a copy: rows equal in all but their run stay apart
             point = {**row, "_run": (result.path.as_posix(), commit)}
@@ -110,7 +150,7 @@ def build_series(results: Sequence[ResultFile], *, threshold: float = 0.05) -> l
             values = np.array([float(row["stats"]["median"]) for row in group.rows])
             commits = [row["_run"][1] for row in group.rows]
             s = Series(machine, provider, name, commits, values.tolist())
-            s.change_points = _change_points(values)
-            s.creep = _creep(values, threshold)
+            steps = _change_points(values, threshold=threshold)
+            s.change_points, s.creep = _creep(values, threshold, steps)
             series.append(s)
     return sorted(series, key=lambda s: (s.machine, s.provider, s.name))

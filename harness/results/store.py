@@ -68,6 +68,7 @@ __all__ = [
     "match",
     "pooled_median",
     "pooled_samples",
+    "result_order",
     "run_order",
     "scan_results",
     "write_result",
@@ -643,6 +644,22 @@ def run_order(path: Path) -> tuple[str, int, str]:
     ``10000_`` follows ``9999_``), then name."""
     m = _NUMBERED.match(path.name)
     return path.parent.as_posix(), int(m.group(1)) if m else -1, path.name
+
+
+def result_order(result: ResultFile) -> tuple[str, int, float, str]:
+    """Sort key of loaded runs: ``run_order``'s folder and run number, then when the run was
+    made (the file's ``datetime``, which pytest-benchmark writes: plain files are named as
+    their users like, so their names say nothing of their order), then name."""
+    folder, number, name = run_order(result.path)
+    when = result.data.get("datetime")
+    try:
+        moment = dt.datetime.fromisoformat(str(when))
+        if moment.tzinfo is None:
+            moment = moment.replace(tzinfo=dt.timezone.utc)
+        stamp = moment.timestamp()
+    except ValueError:
+        stamp = float("-inf")
+    return folder, number, stamp, name
 
 
 def find_results(paths: Iterable[str | Path]) -> Iterator[Path]:
