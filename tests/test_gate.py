@@ -259,3 +259,15 @@ def test_cli_exits_2_when_nothing_is_comparable(
     b = write_result(tmp_path / "b", _user(SHA_B).data, machine_id="m", provider="cpu", commit=None)
     assert main(["gate", str(a), str(b)]) == 2
     assert "model sha256 differs" in capsys.readouterr().out
+
+
+def test_a_report_of_a_users_model_has_no_empty_zoo_parity_table() -> None:
+    # the plugin's stored rows carry no zoo parity: the report showed the table's header alone
+    from harness.reports.report import render_markdown
+
+    result = _user(SHA_A)
+    for row in result.benchmarks:
+        row["extra_info"].pop("parity", None)  # harness_benchmark stores no parity
+    page = render_markdown([result])
+    assert "## Parity (ONNX against scikit-learn" not in page
+    assert "mymodel" in page

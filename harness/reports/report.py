@@ -201,6 +201,8 @@ def _parity_section(by_series: _Series, engines: dict[tuple[str, str], str]) -> 
                 "-" if ratio is None else f"≤ {_fmt_err(ratio)}{bound}",
             ]
         body.append([case, engine, str(e.get("parity")), *cells, labels])
+    if not body:  # no exported model of the zoo (a user's model: its own parity section)
+        return []
     header = ["case", "engine", "status", "worst abs error", "worst rel error (-: not stored)"]
     header += ["error / bound, at most (-: bound not stored)", "label agreement (≥ bound)"]
     lines = ["", "## Parity (ONNX against scikit-learn on each case's test rows)", ""]
