@@ -805,6 +805,7 @@ _EXTRAS = {
     "onnxruntime": 'pip install "onnx-anomaly-harness[cpu]" (or [gpu] for CUDA / TensorRT)',
     "pyod": 'pip install "onnx-anomaly-harness[pyod]"',
     "torch": 'pip install "onnx-anomaly-harness[torch]"',
+    "onnxscript": 'pip install "onnx-anomaly-harness[torch]"',
     "pyarrow": 'pip install "onnx-anomaly-harness[parquet]"',
     "lightgbm": 'pip install "onnx-anomaly-harness[boost]"',
     "xgboost": 'pip install "onnx-anomaly-harness[boost]"',

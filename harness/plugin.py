@@ -18,6 +18,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import re
 from collections import Counter
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -166,13 +167,21 @@ class HarnessSession:
 SESSION_KEY = pytest.StashKey[HarnessSession]()
 
 
+#: dest -> default of the --harness-* selection options (pytest_configure checks set ones).
+_SELECTION_DEFAULTS: dict[str, Any] = {}
+
+
 def pytest_addoption(parser: pytest.Parser) -> None:
     group = parser.getgroup("harness", "anomaly-detection ONNX harness")
 
     def add(name: str, **kwargs: Any) -> None:
         group.addoption(name, dest=name.lstrip("-").replace("-", "_"), **kwargs)
 
-    add_selection_options(add, prefix="harness-")
+    def add_selection(name: str, **kwargs: Any) -> None:
+        _SELECTION_DEFAULTS[name.lstrip("-").replace("-", "_")] = kwargs.get("default")
+        add(name, **kwargs)
+
+    add_selection_options(add_selection, prefix="harness-")
     add_cold_start_option(add, prefix="harness-")
     add(
         "--harness-store",
@@ -189,18 +198,14 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 
 
 def pytest_configure(config: pytest.Config) -> None:
-    harness = config.stash[SESSION_KEY] = HarnessSession(config)
-    given = [
-        arg
-        for arg in map(str, config.invocation_params.args)
-        if arg.startswith("--harness-")
-        and not arg.startswith(("--harness-store", "--harness-conformance"))
-    ]
-    if given:  # selection options asked for: refused now if bad, not ignored by a fixture
-        try:
-            harness.selection  # noqa: B018 - parsing is the check
+    config.stash[SESSION_KEY] = HarnessSession(config)
+    given = [d for d, default in _SELECTION_DEFAULTS.items() if config.getoption(d) != default]
+    if given:  # set (command line, addopts): refused now if bad, not ignored by a fixture
+        try:  # parsed only: the session stays dormant (plain pytest-benchmark JSON stays plain)
+            selection_from_options(lambda name: config.getoption(f"harness_{name}"))
         except OptionError as exc:
-            raise pytest.UsageError(str(exc)) from None
+            message = re.sub(r"--(?!harness-)([a-z][a-z0-9-]*)", r"--harness-\1", str(exc))
+            raise pytest.UsageError(message) from None
     store = config.getoption("harness_store", None)
     target = config.getoption("harness_conformance", None)
     if store or target:  # output locations asked for: proved writable before any test runs

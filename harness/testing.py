@@ -70,6 +70,7 @@ def check_fixture(
     from harness.checks.pair import CheckSetupError, check_pair, outcomes_table
     from harness.options import OptionError, project_settings
 
+    refused: str | None = None
     try:
         settings = project_settings(project) if project is not None else {}
         outcomes = check_pair(
@@ -83,7 +84,12 @@ def check_fixture(
             trust_pickle=trust_pickle,
         )
     except (CheckSetupError, OptionError) as exc:
-        pytest.fail(f"harness check cannot check this pair: {exc}", pytrace=False)
+        refused = str(exc)
+    if refused is not None:  # failed outside the handler: one message, no chained traceback
+        given = [model, reference] + ([data] if isinstance(data, str | Path) else [])
+        if any(not Path(p).is_absolute() and not Path(p).exists() for p in given):
+            refused += f" (relative paths are read from the working directory {Path.cwd()})"
+        pytest.fail(f"harness check cannot check this pair: {refused}", pytrace=False)
     verdict = PairVerdict(tuple(outcomes), outcomes_table(outcomes))
     if verdict.failed:
         pytest.fail(f"parity of {model} against {reference}:\n{verdict.table}", pytrace=False)

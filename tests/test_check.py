@@ -267,6 +267,32 @@ def test_a_scaler_pipeline_is_not_judged_where_its_float32_scaler_overflows(
     assert all(o.status in ("pass", "skip") for o in outcomes), outcomes_table(outcomes)
 
 
+def test_a_known_gap_on_a_check_that_does_not_apply_is_said(
+    pair: tuple[Path, Path, Path, IsolationForest],
+) -> None:
+    # declared for a check this pair never runs, the strict gap could never fail, silently
+    good, ref, data, _ = pair
+    outcomes = check_pair(good, ref, data=data, known_gaps={"torch_eager": "not ours"})
+    (eager,) = [o for o in outcomes if o.check == "torch_eager"]
+    assert eager.status == "skip"
+    assert eager.known_gap == "not ours"
+    assert "can never fail: remove it" in eager.message
+
+
+def test_the_fixture_says_why_a_pair_cannot_be_checked_once(
+    pair: tuple[Path, Path, Path, IsolationForest],
+) -> None:
+    from harness.testing import check_fixture
+
+    good, ref, data, _ = pair
+    with pytest.raises(pytest.fail.Exception) as info:
+        check_fixture(good, ref, data=data, known_gaps={"no_such_check": "typo"})
+    assert "unknown checks ['no_such_check']" in str(info.value)
+    assert info.value.__context__ is None  # no "During handling of the above exception"
+    with pytest.raises(pytest.fail.Exception, match="relative paths are read from"):
+        check_fixture("missing.onnx", ref, data=data)
+
+
 @pytest.mark.parametrize("value", [float("nan"), float("inf"), -1.0])
 def test_a_tolerance_that_holds_nothing_is_refused(
     pair: tuple[Path, Path, Path, IsolationForest], value: float
@@ -287,11 +313,13 @@ def test_a_reference_too_slow_for_the_budget_is_checked_on_a_sample(
     good, ref, data, forest = pair
     rows = np.load(data)
     engine = SklearnEngine(forest)
+    cost = {"per_row": 2e-6}  # a batch scorer: microseconds a row
+    monkeypatch.setattr(checks_pair, "_seconds_per_row", lambda ref, base: cost["per_row"])
     full = checks_pair.scale_for(engine, rows, "ci")
     assert full.note is None
     assert full.rows is None
-    # PyOD's ECOD on 10,000 training rows x 30 features took 40-46 ms a row (AMD EPYC VM)
-    monkeypatch.setattr(checks_pair, "_seconds_per_row", lambda ref, base: 0.045)
+    # PyOD's ECOD on 10,000 training rows x 30 features took 39-46 ms a row (AMD EPYC VM)
+    cost["per_row"] = 0.045
     slow = checks_pair.scale_for(engine, rows, "ci")
     assert slow.rows is not None
     assert len(slow.rows) == 24 == len(np.unique(slow.rows))
@@ -300,8 +328,14 @@ def test_a_reference_too_slow_for_the_budget_is_checked_on_a_sample(
     assert slow.note is not None
     assert f"24 of {len(rows)} data rows" in slow.note
     assert checks_pair.scale_for(engine, rows, "nightly").note is None  # no budget
+    cost["per_row"] = 0.005
+    some = checks_pair.scale_for(engine, rows, "ci")
+    assert some.rows is not None
+    assert 24 < len(some.rows) < len(rows)
+    assert set(slow.rows) <= set(some.rows)  # a smaller sample is part of a larger one
+    cost["per_row"] = 0.045
     said: list[str] = []
-    outcomes = check_pair(good, ref, data=data, progress=said.append)
+    outcomes = check_pair(good, ref, data=data, profile="ci", progress=said.append)
     assert said[0] == slow.note
     assert any(line.startswith("label_exact: pass") for line in said)
     assert all(o.status == "pass" for o in outcomes), outcomes_table(outcomes)
@@ -309,6 +343,16 @@ def test_a_reference_too_slow_for_the_budget_is_checked_on_a_sample(
     judged = next(o for o in outcomes if o.check == "data_rows")
     assert judged.rows == 24
     assert outcomes_table(outcomes).endswith(f"Note: {slow.note}.")
+
+
+def test_data_that_overflows_float32_is_refused_not_called_infinite(
+    pair: tuple[Path, Path, Path, IsolationForest],
+) -> None:
+    good, ref, data, _ = pair
+    rows = np.load(data).astype(np.float64)
+    rows[5, 1] = 1e39  # finite in float64: it was "1 of 400 rows hold NaN or an infinity"
+    with pytest.raises(CheckSetupError, match=r"1e\+39 \(row 5, column 1\) overflows float32"):
+        check_pair(good, ref, data=rows)
 
 
 def test_boundary_rows_come_from_the_models_rows_when_every_data_row_is_anomalous() -> None:

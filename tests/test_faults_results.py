@@ -650,6 +650,36 @@ def test_bad_harness_options_are_refused_before_any_test(
     assert done.returncode == int(pytest.ExitCode.USAGE_ERROR), done.stdout + done.stderr
     assert message in done.stderr
     assert "1 passed" not in done.stdout
+    env = {**os.environ, "PYTEST_ADDOPTS": option}  # addopts too, not only the command line
+    done = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "test_x.py"],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        env=env,
+        check=False,
+    )
+    assert done.returncode == int(pytest.ExitCode.USAGE_ERROR), done.stdout + done.stderr
+    assert f"--harness-{message}" in done.stderr
+
+
+@pytest.mark.slow
+def test_a_good_harness_option_leaves_plain_benchmark_json_plain(tmp_path: Path) -> None:
+    (tmp_path / "test_b.py").write_text("def test_b(benchmark):\n    benchmark(sum, [1, 2])\n")
+    argv = ["-q", "-p", "no:cacheprovider", "--benchmark-json=out.json", "--harness-threads=1"]
+    env = {
+        k: v for k, v in os.environ.items() if not k.startswith("PYTEST_")
+    }  # not an xdist worker
+    done = subprocess.run(
+        [sys.executable, "-m", "pytest", *argv, "test_b.py"],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        env=env,
+        check=False,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "harness" not in json.loads((tmp_path / "out.json").read_text())
 
 
 # -- a crash is never a finding ----------------------------------------------------------

@@ -72,6 +72,25 @@ def test_a_step_smaller_than_the_threshold_is_no_step(tmp_path: Path) -> None:
     assert quiet.commits[0] == "unversioned"  # not cut to "unversio": only hashes are
 
 
+def test_a_small_step_after_a_big_one_is_judged_against_its_neighbours(tmp_path: Path) -> None:
+    # x1 then x2 then x2.04: the 2% step was compared with everything before it (x1) and flagged
+    _history(tmp_path, [1.0] * 6 + [2.0] * 6 + [2.04] * 6)
+    stepped = next(
+        s for s in build_series(load_results([tmp_path])) if s.name.startswith("iforest")
+    )
+    assert stepped.change_points == [6]
+
+
+def test_creep_between_steps_names_its_runs(tmp_path: Path) -> None:
+    # flat, then a step to x2 and +30% over the next 12 runs: the creep is not "over 20 runs"
+    _history(tmp_path, [1.0] * 8 + list(2.0 * np.linspace(1.0, 1.3, 12)))
+    (series,) = [s for s in build_series(load_results([tmp_path])) if s.name.startswith("iforest")]
+    assert series.creep is not None
+    assert series.creep_runs is not None
+    assert series.creep_runs[1] == 20
+    assert f"over runs {series.creep_runs[0] + 1}-20" in series.flags
+
+
 def test_cli_history(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     _history(tmp_path / "results", [1.0] * 5 + [1.5] * 5)
     assert main(["history", str(tmp_path / "results"), "--out", str(tmp_path / "out")]) == 0

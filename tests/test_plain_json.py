@@ -266,3 +266,15 @@ def test_an_inconclusive_row_says_why(tmp_path: Path, capsys: pytest.CaptureFixt
     err = capsys.readouterr().err
     assert "inconclusive (the table says why" in err
     assert "--benchmark-save-data" not in err
+
+
+def test_plain_files_in_folders_are_ordered_by_when_they_were_made(tmp_path: Path) -> None:
+    # one folder per CI job: z_monday/bench.json is older than a_tuesday/bench.json
+    for folder, day, scale in (("z_monday", 5, 1.0), ("a_tuesday", 6, 1.25)):
+        payload = plain_payload(_rows(scale=scale))
+        payload["datetime"] = f"2026-01-0{day}T09:00:00"  # naive: read as UTC
+        (tmp_path / folder).mkdir()
+        _file(tmp_path / folder, "bench.json", payload)
+    series = {s.name: s for s in build_series(load_results([tmp_path]))}
+    medians = series["tests/test_speed.py::test_render"].medians
+    assert medians[-1] / medians[0] == pytest.approx(1.25, rel=0.05)

@@ -41,12 +41,15 @@ class Series:
     medians: list[float]
     change_points: list[int] = dataclasses.field(default_factory=list)
     creep: float | None = None  # total relative change of a significant monotone trend
+    creep_runs: tuple[int, int] | None = None  # the runs it spans: [first, end)
 
     @property
     def flags(self) -> str:
         out = [f"step at run {i + 1} ({self.commits[i]})" for i in self.change_points]
         if self.creep is not None:
-            out.append(f"creep {self.creep:+.0%} over {len(self.medians)} runs")
+            first, end = self.creep_runs or (0, len(self.medians))
+            where = f"runs {first + 1}-{end}" if (first, end) != (0, len(self.medians)) else ""
+            out.append(f"creep {self.creep:+.0%} over {where or f'{end - first} runs'}")
         return "; ".join(out) or "-"
 
 
@@ -65,42 +68,60 @@ def _change_points(
     penalty = 3.0 * np.log(len(values)) * noise**2
     ends = ruptures.Pelt(model="l2", min_size=min_size, jump=1).fit(signal).predict(pen=penalty)
     steps = [end for end in ends[:-1]]
-    # keep only steps bigger than 3 noise sigmas (a level change, not jitter) and the threshold
+    # keep only steps bigger than 3 noise sigmas (a level change, not jitter) and the
+    # threshold, between the levels on either side (up to the neighbouring steps)
     floor = max(3 * noise, np.log1p(threshold))
-    return [s for s in steps if abs(np.mean(signal[s:]) - np.mean(signal[:s])) > floor]
+    kept: list[int] = []
+    for i, s in enumerate(steps):
+        before = signal[(kept[-1] if kept else 0) : s]
+        after = signal[s : steps[i + 1] if i + 1 < len(steps) else len(signal)]
+        if abs(np.mean(after) - np.mean(before)) > floor:
+            kept.append(s)
+    return kept
 
 
 def _creep(
     values: npt.NDArray[np.float64], threshold: float, steps: Sequence[int] = ()
-) -> tuple[list[int], float | None]:
-    """(steps, creep) that explain the series: a monotone trend (Kendall's tau, p < 0.05)
-    whose total change exceeds the threshold is creep, and PELT's steps on it are its slices,
-    not steps, where one line fits log(median) better than the steps' levels (by BIC); else the
-    steps stand, and creep is a trend within the runs between two of them (the largest)."""
-    trend = _trend(values, threshold)
-    if not steps:
-        return [], trend
-    if trend is not None:
-        y = np.log(values)
-        x = np.arange(len(y))
-        bounds = [0, *steps, len(y)]
-        rss_steps = sum(
-            float(np.sum((y[a:b] - y[a:b].mean()) ** 2)) for a, b in itertools.pairwise(bounds)
-        )
-        rss_line = float(np.sum((y - np.polyval(np.polyfit(x, y, 1), x)) ** 2))
-
-        def bic(rss: float, params: int) -> float:
-            return float(len(y) * np.log(max(rss, 1e-300) / len(y)) + params * np.log(len(y)))
-
-        if bic(rss_line, 2) < bic(rss_steps, len(steps) + 1):
-            return [], trend
-    bounds = [0, *steps, len(values)]
+) -> tuple[list[int], float | None, tuple[int, int] | None]:
+    """(steps, creep, the runs it spans) that explain the series. PELT cuts a slow trend into
+    steps; two neighbouring levels are one trend where a line over both fits log(median)
+    better (by BIC, a step costing one parameter more) and they merge, until none does.
+    Creep is then a monotone trend (Kendall's tau, p < 0.05) whose total change exceeds the
+    threshold within the runs between two remaining steps (the largest)."""
+    y = np.log(values)
+    kept = list(steps)
+    merged = True
+    while merged and kept:
+        merged = False
+        bounds = [0, *kept, len(y)]
+        for i in range(1, len(bounds) - 1):
+            a, s, b = bounds[i - 1], bounds[i], bounds[i + 1]
+            if _line_fits_better(y[a:b], s - a):
+                kept.remove(s)
+                merged = True
+                break
     found = [
-        total
-        for start, end in itertools.pairwise(bounds)
+        (total, (start, end))
+        for start, end in itertools.pairwise([0, *kept, len(values)])
         if (total := _trend(values[start:end], threshold)) is not None
     ]
-    return list(steps), max(found, key=abs) if found else None
+    if not found:
+        return kept, None, None
+    total, span = max(found, key=lambda f: abs(f[0]))
+    return kept, total, span
+
+
+def _line_fits_better(y: npt.NDArray[np.float64], cut: int) -> bool:
+    """Whether one line over ``y`` explains it better than two levels split at ``cut``."""
+    x = np.arange(len(y))
+    rss_levels = float(np.sum((y[:cut] - y[:cut].mean()) ** 2))
+    rss_levels += float(np.sum((y[cut:] - y[cut:].mean()) ** 2))
+    rss_line = float(np.sum((y - np.polyval(np.polyfit(x, y, 1), x)) ** 2))
+
+    def bic(rss: float, params: int) -> float:
+        return float(len(y) * np.log(max(rss, 1e-300) / len(y)) + params * np.log(len(y)))
+
+    return bic(rss_line, 2) <= bic(rss_levels, 3)
 
 
 def _trend(values: npt.NDArray[np.float64], threshold: float) -> float | None:
@@ -151,6 +172,6 @@ def build_series(results: Sequence[ResultFile], *, threshold: float = 0.05) -> l
             commits = [row["_run"][1] for row in group.rows]
             s = Series(machine, provider, name, commits, values.tolist())
             steps = _change_points(values, threshold=threshold)
-            s.change_points, s.creep = _creep(values, threshold, steps)
+            s.change_points, s.creep, s.creep_runs = _creep(values, threshold, steps)
             series.append(s)
     return sorted(series, key=lambda s: (s.machine, s.provider, s.name))

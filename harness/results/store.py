@@ -646,20 +646,22 @@ def run_order(path: Path) -> tuple[str, int, str]:
     return path.parent.as_posix(), int(m.group(1)) if m else -1, path.name
 
 
-def result_order(result: ResultFile) -> tuple[str, int, float, str]:
-    """Sort key of loaded runs: ``run_order``'s folder and run number, then when the run was
-    made (the file's ``datetime``, which pytest-benchmark writes: plain files are named as
-    their users like, so their names say nothing of their order), then name."""
+def result_order(result: ResultFile) -> tuple[int, float, str, int, str]:
+    """Sort key of loaded runs. Harness results: ``run_order`` (folder, then run number).
+    Plain pytest-benchmark files: when the run was made (the ``datetime`` pytest-benchmark
+    writes), whatever folder or name they have: users name them as they like (``z_monday``
+    before ``a_tuesday``, one folder per CI job), so names say nothing of their order. Plain
+    files come first; those with no readable ``datetime`` first among them."""
     folder, number, name = run_order(result.path)
-    when = result.data.get("datetime")
+    if not result.plain:
+        return 1, 0.0, folder, number, name
     try:
-        moment = dt.datetime.fromisoformat(str(when))
-        if moment.tzinfo is None:
-            moment = moment.replace(tzinfo=dt.timezone.utc)
-        stamp = moment.timestamp()
+        moment = dt.datetime.fromisoformat(str(result.data.get("datetime")))
     except ValueError:
-        stamp = float("-inf")
-    return folder, number, stamp, name
+        return 0, float("-inf"), folder, number, name
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=dt.timezone.utc)
+    return 0, moment.timestamp(), folder, number, name
 
 
 def find_results(paths: Iterable[str | Path]) -> Iterator[Path]:
