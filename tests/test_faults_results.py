@@ -617,17 +617,23 @@ def test_keep_somewhere_falls_back_when_the_temporary_folder_is_full(
 def test_plugin_store_location_is_checked_before_any_test(tmp_path: Path) -> None:
     (tmp_path / "test_x.py").write_text("def test_x():\n    pass\n")
     bad = _under_a_file(tmp_path)
-    argv = ["-q", "-p", "no:cacheprovider", "--harness-store", str(bad), "test_x.py"]
-    done = subprocess.run(
-        [sys.executable, "-m", "pytest", *argv],
-        capture_output=True,
-        text=True,
-        cwd=tmp_path,
-        check=False,
-    )
+    done = _pytest(tmp_path, "--harness-store", str(bad), "test_x.py")
     assert done.returncode == int(pytest.ExitCode.USAGE_ERROR), done.stdout + done.stderr
     assert f"--harness-store {bad} is not writable" in done.stderr
     assert "1 passed" not in done.stdout
+
+
+def _pytest(folder: Path, *args: str, env: dict[str, str] | None = None) -> Any:
+    """A pytest run of its own in ``folder`` (not an xdist worker of this one)."""
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("PYTEST_")}
+    return subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", *args],
+        capture_output=True,
+        text=True,
+        cwd=folder,
+        env={**clean, **(env or {})},
+        check=False,
+    )
 
 
 @pytest.mark.slow
@@ -640,44 +646,19 @@ def test_bad_harness_options_are_refused_before_any_test(
 ) -> None:
     # a pytest run that only uses the fixtures accepted them silently
     (tmp_path / "test_x.py").write_text("def test_x():\n    pass\n")
-    done = subprocess.run(
-        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", option, "test_x.py"],
-        capture_output=True,
-        text=True,
-        cwd=tmp_path,
-        check=False,
-    )
-    assert done.returncode == int(pytest.ExitCode.USAGE_ERROR), done.stdout + done.stderr
-    assert message in done.stderr
-    assert "1 passed" not in done.stdout
-    env = {**os.environ, "PYTEST_ADDOPTS": option}  # addopts too, not only the command line
-    done = subprocess.run(
-        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "test_x.py"],
-        capture_output=True,
-        text=True,
-        cwd=tmp_path,
-        env=env,
-        check=False,
-    )
-    assert done.returncode == int(pytest.ExitCode.USAGE_ERROR), done.stdout + done.stderr
-    assert f"--harness-{message}" in done.stderr
+    for done in (
+        _pytest(tmp_path, option, "test_x.py"),
+        _pytest(tmp_path, "test_x.py", env={"PYTEST_ADDOPTS": option}),  # addopts too
+    ):
+        assert done.returncode == int(pytest.ExitCode.USAGE_ERROR), done.stdout + done.stderr
+        assert f"--harness-{message}" in done.stderr
+        assert "1 passed" not in done.stdout
 
 
 @pytest.mark.slow
 def test_a_good_harness_option_leaves_plain_benchmark_json_plain(tmp_path: Path) -> None:
     (tmp_path / "test_b.py").write_text("def test_b(benchmark):\n    benchmark(sum, [1, 2])\n")
-    argv = ["-q", "-p", "no:cacheprovider", "--benchmark-json=out.json", "--harness-threads=1"]
-    env = {
-        k: v for k, v in os.environ.items() if not k.startswith("PYTEST_")
-    }  # not an xdist worker
-    done = subprocess.run(
-        [sys.executable, "-m", "pytest", *argv, "test_b.py"],
-        capture_output=True,
-        text=True,
-        cwd=tmp_path,
-        env=env,
-        check=False,
-    )
+    done = _pytest(tmp_path, "--benchmark-json=out.json", "--harness-threads=1", "test_b.py")
     assert done.returncode == 0, done.stdout + done.stderr
     assert "harness" not in json.loads((tmp_path / "out.json").read_text())
 
