@@ -31,6 +31,7 @@ from harness.options import (
     add_cold_start_option,
     add_selection_options,
     namespace_get,
+    pair_settings,
     parse_known_gaps,
     project_settings,
     selection_from_options,
@@ -600,9 +601,12 @@ def _cmd_check(args: argparse.Namespace) -> int:
     from harness.checks.pair import CheckSetupError, check_pair, outcomes_table
 
     try:
-        settings = project_settings()
-        gaps = {**settings.get("known-gaps", {}), **parse_known_gaps(args.known_gap)}
-        bound = args.input_bound if args.input_bound is not None else settings.get("input-bound")
+        gaps, bound, trusted = pair_settings(
+            project_settings(),
+            known_gaps=parse_known_gaps(args.known_gap),
+            input_bound=args.input_bound,
+            trusted=args.trusted or (),
+        )
         if bound is not None and not bound > 0:
             raise OptionError(f"--input-bound must be > 0, got {bound}")
         _writable_file(args.json, "--json")
@@ -615,7 +619,7 @@ def _cmd_check(args: argparse.Namespace) -> int:
             atol=args.atol,
             known_gaps=gaps,
             input_bound=bound,
-            trusted=(*settings.get("trusted", ()), *(args.trusted or ())),
+            trusted=trusted,
             trust_pickle=args.trust_pickle,
             progress=lambda line: print(f"harness check: {line}", file=sys.stderr, flush=True),
         )

@@ -11,7 +11,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +23,7 @@ __all__ = [
     "add_cold_start_option",
     "add_selection_options",
     "namespace_get",
+    "pair_settings",
     "parse_known_gaps",
     "project_settings",
     "selection_from_options",
@@ -183,9 +184,12 @@ def selection_from_options(
     model = get("model")
     user = None
     if model:
-        gaps = {**dict(settings.get("known-gaps", {})), **parse_known_gaps(get("known_gap"))}
-        bound = get("input_bound")
-        bound = settings.get("input-bound") if bound is None else bound
+        gaps, bound, trusted = pair_settings(
+            settings,
+            known_gaps=parse_known_gaps(get("known_gap")),
+            input_bound=get("input_bound"),
+            trusted=get("trusted") or (),
+        )
         if bound is not None and not float(bound) > 0:
             raise OptionError(f"--input-bound must be > 0, got {bound}")
         n_features = get("n_features")
@@ -197,7 +201,7 @@ def selection_from_options(
             Path(get("data")) if get("data") else None,
             n_features,
             name=get("name") or None,
-            trusted=tuple(settings.get("trusted", ())) + tuple(get("trusted") or ()),
+            trusted=trusted,
             trust_pickle=bool(get("trust_pickle")),
             known_gaps=tuple(sorted(gaps.items())),
             input_bound=None if bound is None else float(bound),
@@ -251,6 +255,21 @@ def to_pytest_args(selection: Selection) -> list[str]:
 def namespace_get(args: argparse.Namespace) -> Callable[[str], Any]:
     """``get`` for selection_from_options over argparse results."""
     return lambda name: getattr(args, name, None)
+
+
+def pair_settings(
+    settings: Mapping[str, Any],
+    *,
+    known_gaps: Mapping[str, str],
+    input_bound: float | None,
+    trusted: Sequence[str],
+) -> tuple[dict[str, str], float | None, tuple[str, ...]]:
+    """(known gaps, input bound, trusted types) of a pair: ``[tool.harness]`` ``settings``
+    with the given values on top (a gap given replaces the file's for its check, a bound
+    given replaces the file's, trusted types add to the file's)."""
+    gaps = {**dict(settings.get("known-gaps", {})), **dict(known_gaps)}
+    bound = settings.get("input-bound") if input_bound is None else input_bound
+    return gaps, bound, (*settings.get("trusted", ()), *trusted)
 
 
 def project_settings(start: Path | None = None) -> dict[str, Any]:

@@ -68,19 +68,24 @@ def check_fixture(
     import pytest
 
     from harness.checks.pair import CheckSetupError, check_pair, outcomes_table
-    from harness.options import OptionError, project_settings
+    from harness.options import OptionError, pair_settings, project_settings
 
     refused: str | None = None
     try:
-        settings = project_settings(project) if project is not None else {}
+        gaps, bound, trusted = pair_settings(
+            project_settings(project) if project is not None else {},
+            known_gaps=known_gaps or {},
+            input_bound=input_bound,
+            trusted=trusted,
+        )
         outcomes = check_pair(
             Path(model),
             Path(reference),
             data=data if data is None or isinstance(data, np.ndarray) else Path(data),
             profile=profile,
-            known_gaps={**settings.get("known-gaps", {}), **dict(known_gaps or {})},
-            input_bound=input_bound if input_bound is not None else settings.get("input-bound"),
-            trusted=(*settings.get("trusted", ()), *trusted),
+            known_gaps=gaps,
+            input_bound=bound,
+            trusted=trusted,
             trust_pickle=trust_pickle,
         )
     except (CheckSetupError, OptionError) as exc:

@@ -162,23 +162,30 @@ def _seconds_per_row(ref: SklearnEngine, base: npt.NDArray[Any]) -> float:
     """What one more row costs the reference, the least of three measurements after a
     warm-up call: a call on k rows against a call on 1 (k = 256 for a batch scorer, whose
     per-call overhead is not per row; 4 for a row-by-row scorer, which pays per row)."""
-    method = sorted(ref.methods - {"predict"} or ref.methods)[0]
-    call = getattr(ref, method)
+    call = getattr(ref, sorted(ref.methods - {"predict"} or ref.methods)[0])
     k = min(4 if ref.row_by_row else 256, len(base))
     if k < 2:
         return 0.0
-    one, many = np.inf, np.inf
+
+    def least(rows: npt.NDArray[Any]) -> float:
+        took = []
+        for _ in range(3):
+            start = time.perf_counter()
+            call(rows)
+            took.append(time.perf_counter() - start)
+        return min(took)
+
     try:
         call(base[:1])
-        for _ in range(3):
-            for rows in (base[:1], base[:k]):
-                start = time.perf_counter()
-                call(rows)
-                took = time.perf_counter() - start
-                one, many = (min(one, took), many) if len(rows) == 1 else (one, min(many, took))
+        one, many = least(base[:1]), least(base[:k])
     except EngineError:
         return 0.0
     return max(0.0, (many - one) / (k - 1))
+
+
+def _moves(ref: SklearnEngine) -> int:
+    """Single-feature moves at full scale: RECOMBINED_MOVES, a quarter row by row."""
+    return RECOMBINED_MOVES // 4 if ref.row_by_row else RECOMBINED_MOVES
 
 
 def scale_for(ref: SklearnEngine, base: npt.NDArray[Any], profile: str | None) -> Scale:
@@ -191,7 +198,7 @@ def scale_for(ref: SklearnEngine, base: npt.NDArray[Any], profile: str | None) -
     of one seeded order, so a smaller sample is part of a larger one. A batch scorer's rows
     cost microseconds: only a reference slow per row (PyOD's ECOD / COPOD on thousands of
     training rows) or one scoring hundreds of thousands of data rows comes near."""
-    moves = RECOMBINED_MOVES // 4 if ref.row_by_row else RECOMBINED_MOVES
+    moves = _moves(ref)
     full = Scale(None, BOUNDARY_PAIRS, moves, None, BOUNDARY_EXAMPLES, None)
     name = profile_name(profile)
     budget = REFERENCE_BUDGET_S.get(name)
@@ -206,22 +213,23 @@ def scale_for(ref: SklearnEngine, base: npt.NDArray[Any], profile: str | None) -
     keep = min(n, max(24, math.ceil(shrink * n)))
     # the first rows of one seeded order: a smaller sample is part of a larger one
     rows = np.sort(np.random.default_rng(0).permutation(n)[:keep])
+    pairs = max(4, math.ceil(shrink * BOUNDARY_PAIRS))
     examples = max(4, math.ceil(shrink * profile_settings(name).max_examples))
-    scale = Scale(
-        None if keep == n else rows,
-        max(4, math.ceil(shrink * BOUNDARY_PAIRS)),
-        max(16, math.ceil(shrink * moves)),
-        examples,
-        max(16, math.ceil(shrink * BOUNDARY_EXAMPLES)),
-        None,
-    )
+    boundary_examples = max(16, math.ceil(shrink * BOUNDARY_EXAMPLES))
     note = (
         f"the reference takes {per_row * 1e3:.3g} ms a row, so the {name} profile's "
-        f"{budget:g} s budget checks {keep} of {n} data rows, {scale.pairs} of "
-        f"{BOUNDARY_PAIRS} boundary segments, {scale.boundary_examples} boundary rows and "
+        f"{budget:g} s budget checks {keep} of {n} data rows, {pairs} of "
+        f"{BOUNDARY_PAIRS} boundary segments, {boundary_examples} boundary rows and "
         f"{examples} generated examples a check (the nightly profile checks them all)"
     )
-    return dataclasses.replace(scale, note=note)
+    return Scale(
+        None if keep == n else rows,
+        pairs,
+        max(16, math.ceil(shrink * moves)),
+        examples,
+        boundary_examples,
+        note,
+    )
 
 
 def _accepted(
@@ -275,8 +283,7 @@ def decision_boundary(
         d = np.asarray(ref.decision_function(X), dtype=np.float64)
         return d if cut is None else cut - d
 
-    if moves is None:
-        moves = RECOMBINED_MOVES // 4 if ref.row_by_row else RECOMBINED_MOVES
+    moves = _moves(ref) if moves is None else moves
     boundary = boundary_rows(margin, base, pairs=pairs, dtype=dtype, moves=moves)
     stored = None if len(boundary) else stored_rows(ref.estimator)
     if stored is not None and stored.shape[1] == base.shape[1]:

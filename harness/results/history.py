@@ -48,8 +48,9 @@ class Series:
         out = [f"step at run {i + 1} ({self.commits[i]})" for i in self.change_points]
         if self.creep is not None:
             first, end = self.creep_runs or (0, len(self.medians))
-            where = f"runs {first + 1}-{end}" if (first, end) != (0, len(self.medians)) else ""
-            out.append(f"creep {self.creep:+.0%} over {where or f'{end - first} runs'}")
+            whole = (first, end) == (0, len(self.medians))
+            span = f"{end} runs" if whole else f"runs {first + 1}-{end}"
+            out.append(f"creep {self.creep:+.0%} over {span}")
         return "; ".join(out) or "-"
 
 
@@ -80,7 +81,7 @@ def _change_points(
     return kept
 
 
-def _creep(
+def _explain(
     values: npt.NDArray[np.float64], threshold: float, steps: Sequence[int] = ()
 ) -> tuple[list[int], float | None, tuple[int, int] | None]:
     """(steps, creep, the runs it spans) that explain the series. PELT cuts a slow trend into
@@ -90,16 +91,14 @@ def _creep(
     threshold within the runs between two remaining steps (the largest)."""
     y = np.log(values)
     kept = list(steps)
-    merged = True
-    while merged and kept:
-        merged = False
-        bounds = [0, *kept, len(y)]
-        for i in range(1, len(bounds) - 1):
-            a, s, b = bounds[i - 1], bounds[i], bounds[i + 1]
-            if _line_fits_better(y[a:b], s - a):
-                kept.remove(s)
-                merged = True
-                break
+
+    def mergeable() -> int | None:  # a step between two levels that one line fits better
+        edges = [0, *kept, len(y)]
+        bounds = zip(edges[:-2], kept, edges[2:], strict=True)
+        return next((s for a, s, b in bounds if _line_fits_better(y[a:b], s - a)), None)
+
+    while (merge := mergeable()) is not None:
+        kept.remove(merge)
     found = [
         (total, (start, end))
         for start, end in itertools.pairwise([0, *kept, len(values)])
@@ -172,6 +171,6 @@ def build_series(results: Sequence[ResultFile], *, threshold: float = 0.05) -> l
             commits = [row["_run"][1] for row in group.rows]
             s = Series(machine, provider, name, commits, values.tolist())
             steps = _change_points(values, threshold=threshold)
-            s.change_points, s.creep, s.creep_runs = _creep(values, threshold, steps)
+            s.change_points, s.creep, s.creep_runs = _explain(values, threshold, steps)
             series.append(s)
     return sorted(series, key=lambda s: (s.machine, s.provider, s.name))
