@@ -139,13 +139,20 @@ def add_cold_start_option(add: Any, prefix: str = "") -> None:
     )
 
 
-def parse_known_gaps(items: list[str] | None) -> dict[str, str]:
-    """['score_close=reason', ...] -> {'score_close': 'reason'}."""
+def _cli_flag(name: str) -> str:
+    return f"--{name}"
+
+
+def parse_known_gaps(
+    items: list[str] | None, flag: Callable[[str], str] = _cli_flag
+) -> dict[str, str]:
+    """['score_close=reason', ...] -> {'score_close': 'reason'}. ``flag`` names an option in
+    messages as the user spelled it (the plugin's are ``--harness-*``)."""
     gaps: dict[str, str] = {}
     for item in items or []:
         check, sep, reason = item.partition("=")
         if not sep or not check.strip() or not reason.strip():
-            raise OptionError(f"--known-gap expects CHECK=REASON, got {item!r}")
+            raise OptionError(f"{flag('known-gap')} expects CHECK=REASON, got {item!r}")
         gaps[check.strip()] = reason.strip()
     return gaps
 
@@ -154,19 +161,23 @@ def _ints(name: str, text: str | None, low: int, high: int) -> tuple[int, ...]:
     try:
         values = split_list(text, int)
     except ValueError:
-        raise OptionError(f"--{name} expects comma-separated integers, got {text!r}") from None
+        raise OptionError(f"{name} expects comma-separated integers, got {text!r}") from None
     for value in values:
         if not low <= value <= high:
-            raise OptionError(f"--{name}: {value} is outside [{low}, {high:,}]")
+            raise OptionError(f"{name}: {value} is outside [{low}, {high:,}]")
     return tuple(values)
 
 
 def selection_from_options(
-    get: Callable[[str], Any], settings: Mapping[str, Any] | None = None
+    get: Callable[[str], Any],
+    settings: Mapping[str, Any] | None = None,
+    flag: Callable[[str], str] = _cli_flag,
 ) -> Selection:
     """Build and validate a Selection from option values (``get(name)``, dashes as underscores).
 
     ``settings`` are ``[tool.harness]`` values; options given on the command line win.
+    ``flag(name)`` names an option in messages (``--input-bound``; the plugin's
+    ``--harness-input-bound``).
     """
     settings = settings or {}
     providers = split_list(get("providers")) or ("cpu",)
@@ -186,15 +197,15 @@ def selection_from_options(
     if model:
         gaps, bound, trusted = pair_settings(
             settings,
-            known_gaps=parse_known_gaps(get("known_gap")),
+            known_gaps=parse_known_gaps(get("known_gap"), flag),
             input_bound=get("input_bound"),
             trusted=get("trusted") or (),
         )
         if bound is not None and not float(bound) > 0:
-            raise OptionError(f"--input-bound must be > 0, got {bound}")
+            raise OptionError(f"{flag('input-bound')} must be > 0, got {bound}")
         n_features = get("n_features")
         if n_features is not None and n_features < 1:
-            raise OptionError(f"--n-features must be >= 1, got {n_features}")
+            raise OptionError(f"{flag('n-features')} must be >= 1, got {n_features}")
         user = UserModel(
             Path(model),
             Path(get("reference")) if get("reference") else None,
@@ -207,14 +218,19 @@ def selection_from_options(
             input_bound=None if bound is None else float(bound),
         )
         if cases:
-            raise OptionError("--cases selects zoo cases; it cannot be combined with --model")
+            raise OptionError(
+                f"{flag('cases')} selects zoo cases; it cannot be combined with {flag('model')}"
+            )
     elif get("reference") or get("data"):
-        raise OptionError("--reference and --data describe --model: give --model too")
+        raise OptionError(
+            f"{flag('reference')} and {flag('data')} describe {flag('model')}: "
+            f"give {flag('model')} too"
+        )
     return Selection(
         profile=get("profile"),
         cases=cases,
-        batch_sizes=_ints("batch-sizes", get("batch_sizes"), 1, MAX_BATCH),
-        threads=_ints("threads", get("threads"), 1, MAX_THREADS),
+        batch_sizes=_ints(flag("batch-sizes"), get("batch_sizes"), 1, MAX_BATCH),
+        threads=_ints(flag("threads"), get("threads"), 1, MAX_THREADS),
         providers=providers,
         user_model=user,
     )

@@ -18,7 +18,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-import re
 from collections import Counter
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -80,7 +79,7 @@ class HarnessSession:
         if self._selection is None:
             self.active = True
             self._selection = selection_from_options(
-                lambda name: self._config.getoption(f"harness_{name}")
+                lambda name: self._config.getoption(f"harness_{name}"), flag=_flag
             )
             self.git  # noqa: B018 - what is measured is the tree at the start
         return self._selection
@@ -171,6 +170,11 @@ SESSION_KEY = pytest.StashKey[HarnessSession]()
 _SELECTION_DEFAULTS: dict[str, Any] = {}
 
 
+def _flag(name: str) -> str:
+    """An option as this plugin spells it, in messages."""
+    return f"--harness-{name}"
+
+
 def pytest_addoption(parser: pytest.Parser) -> None:
     group = parser.getgroup("harness", "anomaly-detection ONNX harness")
 
@@ -202,10 +206,9 @@ def pytest_configure(config: pytest.Config) -> None:
     given = [d for d, default in _SELECTION_DEFAULTS.items() if config.getoption(d) != default]
     if given:  # set (command line, addopts): refused now if bad, not ignored by a fixture
         try:  # parsed only: the session stays dormant (plain pytest-benchmark JSON stays plain)
-            selection_from_options(lambda name: config.getoption(f"harness_{name}"))
+            selection_from_options(lambda name: config.getoption(f"harness_{name}"), flag=_flag)
         except OptionError as exc:
-            message = re.sub(r"--(?!harness-)([a-z][a-z0-9-]*)", r"--harness-\1", str(exc))
-            raise pytest.UsageError(message) from None
+            raise pytest.UsageError(str(exc)) from None
     store = config.getoption("harness_store", None)
     target = config.getoption("harness_conformance", None)
     if store or target:  # output locations asked for: proved writable before any test runs

@@ -141,3 +141,32 @@ def test_providers_are_separate_series(tmp_path: Path) -> None:
         ("cuda", "iforest-100[onnx-native]-b1-t1", 1),
         ("cuda", "iforest-100[sklearn]-b1-t1", 1),
     ]
+
+
+@pytest.mark.parametrize("before", [4, 8, 15])
+def test_a_step_in_the_latest_run_is_placed_on_its_commit(tmp_path: Path, before: int) -> None:
+    # PELT's levels are two runs long at least: a step in the latest run alone was placed
+    # one run early, on the commit before, or read as creep over the whole series
+    _history(tmp_path, [1.0] * before + [1.3])
+    stepped = next(
+        s for s in build_series(load_results([tmp_path])) if s.name.startswith("iforest")
+    )
+    assert stepped.change_points == [before]
+    assert stepped.creep is None
+    assert stepped.flags.startswith(f"step at run {before + 1} (")
+    assert stepped.flags.endswith("; the latest run alone)")
+
+
+def test_a_step_two_runs_before_the_end_stays_there(tmp_path: Path) -> None:
+    _history(tmp_path, [1.0] * 8 + [1.3] * 2)
+    stepped = next(
+        s for s in build_series(load_results([tmp_path])) if s.name.startswith("iforest")
+    )
+    assert stepped.change_points == [8]
+    assert "latest run alone" not in stepped.flags
+
+
+def test_a_latest_run_within_the_noise_is_no_step(tmp_path: Path) -> None:
+    _history(tmp_path, [1.0] * 8 + [1.02])  # 2%: below the 5% threshold
+    quiet = next(s for s in build_series(load_results([tmp_path])) if s.name.startswith("iforest"))
+    assert quiet.flags == "-"

@@ -91,6 +91,19 @@ def test_bad_options_are_refused_with_a_clear_message(
     assert message in str(info.value)
 
 
+def test_messages_name_the_options_as_the_plugin_spells_them() -> None:
+    # the plugin renamed every "--word" of a message, the user's own values included
+    def plugin(name: str) -> str:
+        return f"--harness-{name}"
+
+    with pytest.raises(OptionError) as info:
+        selection_from_options(_get(model="m.onnx", known_gap=["--x"]), flag=plugin)
+    assert str(info.value) == "--harness-known-gap expects CHECK=REASON, got '--x'"
+    with pytest.raises(OptionError) as info:
+        selection_from_options(_get(data="d.csv"), flag=plugin)
+    assert "give --harness-model too" in str(info.value)
+
+
 def test_known_gaps_parse() -> None:
     assert parse_known_gaps(["a=b = c", " x = y "]) == {"a": "b = c", "x": "y"}
     assert parse_known_gaps(None) == {}

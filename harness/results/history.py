@@ -45,7 +45,11 @@ class Series:
 
     @property
     def flags(self) -> str:
-        out = [f"step at run {i + 1} ({self.commits[i]})" for i in self.change_points]
+        latest = len(self.medians) - 1  # a step there is one run's word: gate judges it
+        out = [
+            f"step at run {i + 1} ({self.commits[i]}{'; the latest run alone' * (i == latest)})"
+            for i in self.change_points
+        ]
         if self.creep is not None:
             first, end = self.creep_runs or (0, len(self.medians))
             whole = (first, end) == (0, len(self.medians))
@@ -59,16 +63,28 @@ def _change_points(
 ) -> list[int]:
     """Indices where the level of log(median) steps, by ruptures' PELT with a BIC-like penalty:
     steps larger than 3 noise sigmas and than ``threshold`` (relative), so a 0.1% wobble on a
-    quiet series is no step."""
+    quiet series is no step. PELT's levels are at least ``min_size`` runs long, so a step in
+    the latest run alone came out one run early, on the wrong commit: the latest run may be
+    a level of its own (one run's word: ``Series.flags`` says so)."""
     if len(values) < 2 * min_size + 1:
         return []
     import ruptures
 
-    signal = np.log(values).reshape(-1, 1)
-    noise = np.median(np.abs(np.diff(signal[:, 0]))) / 0.6745 / np.sqrt(2) or 1e-3
+    signal = np.log(values)
+    noise = np.median(np.abs(np.diff(signal))) / 0.6745 / np.sqrt(2) or 1e-3
     penalty = 3.0 * np.log(len(values)) * noise**2
-    ends = ruptures.Pelt(model="l2", min_size=min_size, jump=1).fit(signal).predict(pen=penalty)
-    steps = [end for end in ends[:-1]]
+    pelt = ruptures.Pelt(model="l2", min_size=min_size, jump=1).fit(signal.reshape(-1, 1))
+    steps = pelt.predict(pen=penalty)[:-1]
+    tail = [len(signal) - 1]
+    if steps and steps[-1] == len(signal) - min_size:  # the last level: those runs or one
+        tail.insert(0, steps.pop())
+    start = steps[-1] if steps else 0
+
+    def two_levels(cut: int) -> float:  # the squared error of the last two levels cut here
+        before, after = signal[start:cut], signal[cut:]
+        return float(np.var(before) * len(before) + np.var(after) * len(after))
+
+    steps.append(min(tail, key=two_levels))
     # keep only steps bigger than 3 noise sigmas (a level change, not jitter) and the
     # threshold, between the levels on either side (up to the neighbouring steps)
     floor = max(3 * noise, np.log1p(threshold))
