@@ -96,6 +96,12 @@ class OnnxEngine(Engine):
     scikit-learn's own float32 cast makes them; where the original estimator refuses infinity
     (metadata ``accepts_inf: false``) they are refused, saying so.
 
+    A graph whose input has a fixed batch dimension (``[1, d]``, ``[8, d]``: skl2onnx with
+    ``FloatTensorType([1, d])``, torch.onnx without dynamic axes) answers any number of rows:
+    they run in chunks of that size, the last one padded with copies of its last row whose
+    answers are dropped (``fixed_batch``, also in ``info()`` and ``repr``). A symbolic or
+    missing batch dimension is dynamic: a batch runs whole, up to ``config.max_chunk_rows``.
+
     Example:
         >>> engine = OnnxEngine("model.onnx", EngineConfig(provider="cpu", intra_op_threads=1))
         ... # doctest: +SKIP
@@ -195,7 +201,7 @@ class OnnxEngine(Engine):
             )
             raise ModelLoadError(
                 f"onnxruntime {ort.__version__} cannot load {self._name()}: "
-                f"{str(exc).strip().rstrip('.')}.{hint}"
+                f"{_ort_message(exc).rstrip('.')}.{hint}"
             ) from exc
 
     def _bind_io(
@@ -220,7 +226,9 @@ class OnnxEngine(Engine):
             )
         self.input_name: str = spec.name
         self.input_dtype: np.dtype[Any] = _ORT_DTYPES[spec.type]
-        width = spec.shape[1]
+        lead, width = spec.shape
+        # onnxruntime runs only that many rows at a time; a name or None is dynamic.
+        self._fixed_batch = lead if isinstance(lead, int) and lead > 0 else None
         self._n_features = width if isinstance(width, int) else self.metadata.get("n_features")
         names = self.metadata.get("feature_names")
         self.feature_names: list[str] | None = list(names) if isinstance(names, list) else None
@@ -297,21 +305,23 @@ class OnnxEngine(Engine):
 
     def _warm_up(self) -> None:
         width = self._n_features or 1
-        warm = np.zeros((1, width), dtype=self.input_dtype)
+        rows = self._fixed_batch or 1
+        warm = np.zeros((rows, width), dtype=self.input_dtype)
         try:
             results = self._session.run(None, {self.input_name: warm})
         except Exception as exc:
             raise ModelLoadError(
-                f"{self._name()} loaded but failed its warm-up run: {exc}"
+                f"{self._name()} loaded but failed its warm-up run on a batch of shape "
+                f"{warm.shape}: {_ort_message(exc)}"
             ) from exc
-        # Outputs whose static shape was unknown: one row must give one value (labels in -1/1).
+        # Outputs whose static shape was unknown: a row must give one value (labels in -1/1).
         # An empty batch answers an empty array of the dtype a non-empty one gets.
         by_name = dict(zip(self.output_names, results, strict=True))
         self._empty: dict[str, npt.NDArray[Any]] = {}
         for method, plan in self._plans.items():
             if plan is not None:
                 name, transform = plan
-                answer = transform(rows_of(np.asarray(by_name[name]), 1, name, self._name()))
+                answer = transform(rows_of(np.asarray(by_name[name]), rows, name, self._name()))
                 if method == "predict":
                     answer = np.asarray(answer).astype(np.int64, copy=False)
                 self._empty[method] = np.asarray(answer)[:0].copy()
@@ -328,6 +338,11 @@ class OnnxEngine(Engine):
     @property
     def n_features(self) -> int | None:
         return self._n_features
+
+    @property
+    def fixed_batch(self) -> int | None:
+        """The graph's fixed batch size (rows run in chunks of it), or None when dynamic."""
+        return self._fixed_batch
 
     def predict(self, X: Any) -> npt.NDArray[np.int64]:
         labels = self._answer("predict", X)
@@ -378,10 +393,13 @@ class OnnxEngine(Engine):
         n = batch.shape[0]
         name, transform = plan
         out: npt.NDArray[Any]
-        if 0 < n <= self._chunk:
+        fixed = self._fixed_batch
+        if 0 < n <= self._chunk and fixed is None:
             out = transform(self._run1(name, batch))
         elif n == 0:
             out = self._empty[method].copy()
+        elif fixed is not None:
+            out = transform(self._run_fixed(name, batch, fixed))
         else:
             step = self._chunk
             out = np.concatenate(
@@ -419,13 +437,30 @@ class OnnxEngine(Engine):
     def _run1(self, name: str, batch: npt.NDArray[Any]) -> npt.NDArray[Any]:
         try:
             result: npt.NDArray[Any] = self._session.run([name], {self.input_name: batch})[0]
-        except Exception as exc:
+        except Exception as exc:  # onnxruntime's words first: a one-line display keeps them
             raise InferenceError(
-                f"onnxruntime failed to run {self._name()} on a batch of shape {batch.shape}: {exc}"
+                f"onnxruntime failed on a batch of shape {batch.shape}: {_ort_message(exc)} "
+                f"(model {self._name()})"
             ) from exc
         return rows_of(result, batch.shape[0], name, self._name())
 
+    def _run_fixed(self, name: str, batch: npt.NDArray[Any], size: int) -> npt.NDArray[Any]:
+        """Output ``name`` for every row of ``batch``, run in chunks of the graph's fixed
+        ``size``; the last chunk is padded with copies of its last row, their answers dropped."""
+        parts = []
+        for i in range(0, batch.shape[0], size):
+            chunk = batch[i : i + size]
+            n = chunk.shape[0]
+            if n < size:
+                chunk = np.concatenate([chunk, np.repeat(chunk[-1:], size - n, axis=0)])
+            parts.append(self._run1(name, chunk)[:n])
+        return parts[0] if len(parts) == 1 else np.concatenate(parts)
+
     # -- introspection ------------------------------------------------------------------------
+
+    def __repr__(self) -> str:
+        fixed = "" if self._fixed_batch is None else f" fixed_batch={self._fixed_batch}"
+        return f"<{type(self).__name__} kind={self.kind!r} n_features={self._n_features}{fixed}>"
 
     def model_bytes(self) -> bytes:
         """The serialized model file this engine runs (external data, if any, not inlined)."""
@@ -449,6 +484,7 @@ class OnnxEngine(Engine):
             "model_sha256": self.model_sha256,
             "input_name": self.input_name,
             "n_features": self._n_features,
+            "fixed_batch": self._fixed_batch,
             "input_dtype": str(self.input_dtype),
             "outputs": list(self.output_names),
             "output_roles": dict(self._roles),
@@ -518,6 +554,15 @@ def placement_of(registered: list[str], nodes: dict[str, int] | None, requested:
 _IN_MEMORY_EXTERNAL = hasattr(ort.SessionOptions, "add_external_initializers_from_files_in_memory")
 # onnxruntime's words when a model is newer than it supports.
 _VERSION_TROUBLE = re.compile(r"ir.?version|opset|Unsupported model", re.IGNORECASE)
+# onnxruntime's status prefix, e.g. "[ONNXRuntimeError] : 2 : INVALID_ARGUMENT : ".
+_ORT_STATUS = re.compile(r"^\[ONNXRuntimeError\] : \d+ : (\w+) : ")
+
+
+def _ort_message(exc: BaseException) -> str:
+    """onnxruntime's message on one line, its status prefix shortened: its details (e.g.
+    "index: 0 Got: 16 Expected: 1") follow line breaks that a one-line display would cut."""
+    text = " ".join(str(exc).split()) or type(exc).__name__
+    return _ORT_STATUS.sub(r"\1: ", text)
 
 
 @dataclasses.dataclass(frozen=True)

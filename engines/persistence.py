@@ -165,6 +165,8 @@ def load_model_and_sha256(
             "trust_pickle=True (CLI: --trust-pickle)"
         )
     data = read_regular_file(path, max_bytes=max_bytes, what="model file")
+    if not data:
+        raise ModelLoadError(f"{path} is empty (0 bytes); save the model again")
     sha256 = hashlib.sha256(data).hexdigest()
     if suffix == ".skops":
         return _load_skops(path, data, trusted), sha256
@@ -202,6 +204,12 @@ def _load_pickle(path: Path, data: bytes) -> Any:
 
             return joblib.load(io.BytesIO(data))
         return pickle.loads(data)
+    except ModuleNotFoundError as exc:  # the pickled class lives in the user's own module
+        raise ModelLoadError(
+            f"{path} could not be unpickled: {exc}. A pickle holds the name of its class's "
+            f"module, not its code: make {exc.name!r} importable (run from the folder that "
+            "holds it with PYTHONPATH=., or install it)"
+        ) from exc
     except Exception as exc:
         raise ModelLoadError(f"{path} could not be unpickled: {exc}") from exc
 
@@ -244,9 +252,8 @@ def save_model(
         base = base.with_suffix("")
     base.parent.mkdir(parents=True, exist_ok=True)
     files: dict[str, str] = {}
-    skops_path = atomic_write_bytes(base.with_name(base.name + ".skops"), sio.dumps(model))
-    files[skops_path.name] = file_sha256(skops_path)
-    manifest: dict[str, Any] = {"estimator": type(model).__name__, "files": files}
+    payload = sio.dumps(model)  # everything that can fail comes before the first file written
+    report = None
     if onnx:
         report = export(
             model,
@@ -254,6 +261,10 @@ def save_model(
             exporter=exporter,  # type: ignore[arg-type]
             validation_data=validation_data,
         )
+    skops_path = atomic_write_bytes(base.with_name(base.name + ".skops"), payload)
+    files[skops_path.name] = file_sha256(skops_path)
+    manifest: dict[str, Any] = {"estimator": type(model).__name__, "files": files}
+    if report is not None:
         assert report.path is not None
         files[report.path.name] = report.sha256
         manifest["exporter"] = report.exporter

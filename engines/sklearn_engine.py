@@ -53,7 +53,10 @@ class SklearnEngine(Engine):
     ) -> None:
         if not hasattr(estimator, "fit"):
             raise UnsupportedModelError(
-                f"expected a fitted scikit-learn estimator, got {type(estimator).__name__}"
+                f"expected a fitted scikit-learn estimator, got {type(estimator).__name__}: a "
+                "reference is an object with fit and score_samples / decision_function / "
+                "predict (scikit-learn, PyOD); wrap a torch module in a class deriving from "
+                "sklearn.base.BaseEstimator and OutlierMixin (README: 'A torch model')"
             )
         final = _final_step(estimator)
         pyod = is_pyod_detector(final)

@@ -225,8 +225,9 @@ def build_parser() -> argparse.ArgumentParser:
         choices=["refuse", "compare"],
         default=None,
         help="a user model whose sha256, width or estimator differs between the sides: refuse "
-        "lists it as not comparable, compare gates it marked 'model changed' (default: refuse "
-        "for stored results, compare for --ab, whose point is a changed model)",
+        "lists it as not comparable and exits 2 (the changed model is not judged), compare "
+        "gates it marked 'model changed' (default: refuse for stored results, compare for "
+        "--ab, whose point is a changed model)",
     )
     gate.add_argument("--rounds", type=int, default=100, help="ABBA rounds in all for --ab")
     gate.add_argument(
@@ -482,19 +483,57 @@ def _gate_files(args: argparse.Namespace, options: dict[str, Any]) -> Any:
         if results is None:
             raise _Refused("")  # _gate_side said why
         sides.append(results)
-    return gate(sides[0], sides[1], **options)
+    baseline = _not_the_candidate(sides[0], sides[1], args.baseline)
+    return gate(baseline, sides[1], **options)
+
+
+def _not_the_candidate(baseline: list[Any], candidate: list[Any], where: Path) -> list[Any]:
+    """The baseline's runs less those that are also candidate files (``harness gate
+    results/<machine>/cpu/ new.json`` where the new run was stored in that folder), said in
+    one line; _Refused where none is left: a run gated against itself cannot regress."""
+    theirs = {r.path.resolve() for r in candidate}
+    left_out = [r for r in baseline if r.path.resolve() in theirs]
+    if not left_out:
+        return baseline
+    kept = [r for r in baseline if r.path.resolve() not in theirs]
+    if not kept:
+        same = (
+            f"BASELINE and CANDIDATE are the same file ({baseline[0].path})"
+            if len(baseline) == len(candidate) == 1
+            else f"every baseline run in {where} is a candidate run too"
+        )
+        raise _Refused(
+            f"{same}: a run gated against itself cannot regress; give earlier runs as "
+            "BASELINE (a result file, or a folder of them)"
+        )
+    names = ", ".join(r.path.name for r in left_out)
+    print(
+        f"harness gate: left out of the baseline {len(left_out)} run(s) that are the "
+        f"candidate ({names})",
+        file=sys.stderr,
+    )
+    return kept
 
 
 def _gate_exit(report: Any, written: bool, *, strict: bool) -> int:
     """0 pass, 1 a regression (it outranks an output that could not be written, said above),
-    2 an output not written or nothing comparable, 3 inconclusive under --strict."""
+    2 an output not written, nothing comparable, or a model under test that changed and was
+    therefore not judged (unless --model-change compare), 3 inconclusive under --strict."""
+    if report.unjudged:
+        print(
+            f"harness gate: the model under test changed in {len(report.unjudged)} "
+            "benchmark(s) and was not judged (see 'Not comparable' above); to judge it: "
+            f"{report.judge_it()}",
+            file=sys.stderr,
+        )
     if report.regressed:
         return 1
-    if not written:
+    if not written or report.unjudged:
         return 2
     if not report.rows:
+        where = "'Not comparable'" if report.not_comparable else "'Only in the baseline/candidate'"
         print(
-            "harness gate: no benchmark is comparable in both runs (see 'Not comparable' above)",
+            f"harness gate: no benchmark is comparable in both runs (see {where} above)",
             file=sys.stderr,
         )
         return 2

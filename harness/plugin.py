@@ -10,7 +10,9 @@ Fixtures for a user's own test suite:
   with the bounds and evidence of ``harness check``; declared known gaps are strict.
 - ``harness_benchmark(model, reference=..., data=..., batch_size=...)``: pytest-benchmark
   timing of the ONNX engine with provider truth, and the reference timed in the same test;
-  stored in the harness store with ``--harness-store DIR``.
+  stored in the harness store with ``--harness-store DIR``, each ONNX row with the verdict of
+  the session's ``harness_check`` of the same model (its ``parity``). Where pytest-benchmark
+  times nothing (under pytest-xdist, ``--benchmark-disable``) one line says nothing was stored.
 """
 
 from __future__ import annotations
@@ -56,6 +58,9 @@ class HarnessSession:
         self._runners: dict[BenchPoint, Runner] = {}
         self.conformance: list[dict[str, Any]] = []
         self.stored_rows: list[dict[str, Any]] = []
+        #: model sha256 -> "pass" or "fail": the verdicts of this session's ``harness_check``
+        #: calls, written into the stored rows of the same model (a failure sticks).
+        self.parity: dict[str, str] = {}
         self.active = False
         self.pytest_session: pytest.Session | None = None
         self._cold_start: dict[tuple[str, str], ColdStartTarget] = {}
@@ -70,9 +75,16 @@ class HarnessSession:
         if self.say is not None:
             return self.say
         reporter = self._config.pluginmanager.get_plugin("terminalreporter")
-        if reporter is not None:
-            return reporter.write_line  # type: ignore[no-any-return]
-        return lambda line: print(line, flush=True)
+        if reporter is None:
+            return lambda line: print(line, flush=True)
+        writer = self._config.get_terminal_writer()
+
+        def line(text: str) -> None:  # on a line of its own, not after `-q`'s "[100%]"
+            if writer.width_of_current_line:
+                writer.line()
+            reporter.write_line(text)
+
+        return line
 
     @property
     def selection(self) -> Selection:
@@ -158,6 +170,28 @@ class HarnessSession:
                 self._cold_start_entries, self.cold_start_interrupted = entries, stopped
         return self._cold_start_entries
 
+    def note_parity(self, model: str | Path, verdict: str) -> None:
+        """Record a ``harness_check`` verdict ("pass" or "fail") of ``model`` (keyed by its
+        bytes' sha256, as the benchmark rows are); a model that cannot be read is not recorded."""
+        import hashlib
+
+        try:
+            sha = hashlib.sha256(Path(model).read_bytes()).hexdigest()
+        except OSError:
+            return
+        if self.parity.get(sha) != "fail":
+            self.parity[sha] = verdict
+
+    def rows_to_store(self) -> list[dict[str, Any]]:
+        """The stored rows, each ONNX row of a model that ``harness_check`` checked in this
+        session carrying its verdict as ``parity`` (the report's parity of the model)."""
+        for row in self.stored_rows:
+            extra = row.get("extra_info") or {}
+            verdict = self.parity.get(str(extra.get("model_sha256")))
+            if verdict is not None and extra.get("engine") != "sklearn":
+                extra["parity"] = verdict
+        return self.stored_rows
+
     def close(self) -> None:
         if self._tmp is not None:
             self._tmp.cleanup()
@@ -241,6 +275,10 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     if target:
         _write_conformance(harness, Path(target), interrupted)
     store = session.config.getoption("harness_store", None)
+    worker = os.environ.get("PYTEST_XDIST_WORKER")  # the controller speaks for its workers
+    if store and not harness.stored_rows and not interrupted and not worker:
+        why = _untimed(session.config)
+        say(f"harness: nothing stored in {store} (--harness-store): {why}")
     if store and harness.stored_rows:
         if interrupted:  # an interrupted session is never stored as a complete run
             say(f"harness: interrupted; {len(harness.stored_rows)} benchmark row(s) not stored")
@@ -248,7 +286,7 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
         from harness.testing import store_rows
 
         try:
-            paths = store_rows(harness.stored_rows, Path(store), harness.git)
+            paths = store_rows(harness.rows_to_store(), Path(store), harness.git)
         except OSError as exc:  # after the work (a full disk): keep the measurements
             from harness.results.store import keep_somewhere
 
@@ -260,6 +298,36 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
             return
         for path in paths:
             say(f"harness: benchmarks stored in {path}")
+
+
+def _untimed(config: pytest.Config) -> str:
+    """Why a session timed no ``harness_benchmark`` row, and the way out.
+
+    pytest-benchmark turns its own timing off under pytest-xdist (in the controller and in
+    every worker, ``--benchmark-enable`` or not: timings of parallel tests are not reliable),
+    and with ``--benchmark-disable``; ``harness_benchmark`` then runs untimed and nothing can be
+    stored. Workers' rows are therefore never merged: there are none."""
+    reasons = []
+    if config.getoption("dist", "no") != "no" or os.environ.get("PYTEST_XDIST_WORKER"):
+        reasons.append(
+            "pytest-benchmark times nothing under pytest-xdist (it turns itself off, even with "
+            "--benchmark-enable): run the timed tests without it (-p no:xdist, or -n 0)"
+        )
+    if config.getoption("benchmark_disable", False) and not config.getoption(
+        "benchmark_enable", False
+    ):
+        reasons.append(
+            "--benchmark-disable turns pytest-benchmark's timing off (here or in addopts): "
+            "--benchmark-enable turns it back on"
+        )
+    if config.getoption("benchmark_skip", False):
+        reasons.append("--benchmark-skip skips every test that times: leave it out")
+    if not reasons:
+        return (
+            "no harness_benchmark test was timed in this session (--harness-store stores "
+            "harness_benchmark timings only)"
+        )
+    return "; and ".join(reasons)
 
 
 def _write_conformance(harness: HarnessSession, base: Path, interrupted: bool = False) -> None:
@@ -332,7 +400,13 @@ def harness_check(
 
     def check(model: str | Path, reference: str | Path, **kwargs: Any) -> PairVerdict:
         kwargs.setdefault("project", Path(request.config.rootpath))
-        return check_fixture(model, reference, **kwargs)
+        try:
+            verdict = check_fixture(model, reference, **kwargs)
+        except pytest.fail.Exception:  # a discrepancy, or a pair it could not check
+            harness_session.note_parity(model, "fail")
+            raise
+        harness_session.note_parity(model, "pass")
+        return verdict
 
     return check
 

@@ -367,6 +367,12 @@ def _run(
         f"{list(selection.effective_threads)}, providers {list(selection.providers)})",
         flush=True,
     )
+    if selection.user_model is not None:  # loaded once by the preflight (cached)
+        from harness.cases.usermodel import load_user_model
+
+        scoring = load_user_model(selection.user_model).scoring
+        if scoring is not None:
+            print(f"harness run: note: {selection.user_model.model} scores {scoring}", flush=True)
     live = not verbose and live_terminal(sys.stdout)  # pytest writes there too with verbose
     bench = PytestProgress(
         Progress("benchmarks", live=live, statuses=not verbose), say_failures=not verbose

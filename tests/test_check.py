@@ -108,6 +108,17 @@ def swap_two_columns(model: onnx.ModelProto, forest: IsolationForest, rows: np.n
     )
 
 
+def round_splits_to_float32(
+    model: onnx.ModelProto, forest: IsolationForest, rows: np.ndarray
+) -> None:
+    """Every split threshold rounded to the nearest float32 (half of them up): rows at a split
+    go the other way; no data row and no threshold value set on a random row shows it."""
+    splits = _attr(_node(model, "TreeEnsemble"), "nodes_splits")
+    values = numpy_helper.to_array(splits.t)
+    rounded = values.astype(np.float32).astype(values.dtype)
+    splits.t.CopyFrom(numpy_helper.from_array(rounded, splits.t.name))
+
+
 FAULTS: dict[str, Callable[[onnx.ModelProto, IsolationForest, np.ndarray], None]] = {
     "one-leaf-perturbed": perturb_one_leaf,
     "label-threshold-off-by-epsilon": shift_label_threshold,
@@ -115,6 +126,7 @@ FAULTS: dict[str, Callable[[onnx.ModelProto, IsolationForest, np.ndarray], None]
     "nan-routing-dropped": drop_nan_routing,
     "scores-shifted-1e-4": shift_scores,
     "two-columns-swapped": swap_two_columns,
+    "splits-rounded-to-float32": round_splits_to_float32,
 }
 
 
@@ -128,6 +140,7 @@ def test_the_correct_model_passes(pair: tuple[Path, Path, Path, IsolationForest]
         "errors_match",
         "batch_invariance",
         "roundtrip",
+        "split_rows",
     }
     assert all(o.status == "pass" for o in outcomes), outcomes_table(outcomes)
     score = next(o for o in outcomes if o.check == "score_close")
@@ -154,6 +167,8 @@ def test_planted_faults_are_caught(
     assert "Minimal failing input of " in table
     # a row for every per-row finding; a shift of the whole is a finding about all rows
     assert all(o.minimal_input for o in failed if o.check != "score_bias")
+    if fault == "splits-rounded-to-float32":  # only rows routed onto a split show it
+        assert [o.check for o in failed] == ["split_rows"], table
 
 
 def test_failure_output_is_small_valid_markdown() -> None:
@@ -376,3 +391,49 @@ def test_boundary_rows_come_from_the_models_rows_when_every_data_row_is_anomalou
     assert np.median(np.abs(decision)) < 1e-2
     nearness = np.abs(decision)
     assert np.all(np.diff(nearness) >= -1e-12)  # the nearest the cut first
+
+
+def test_a_float64_graph_is_checked_on_float64_data(tmp_path: Path) -> None:
+    # data was cast to float32 for every graph: 1e39 was refused although a double graph and
+    # its reference both answer it, and data_rows judged float32-rounded copies of the rows
+    from skl2onnx import to_onnx
+    from sklearn.mixture import GaussianMixture
+
+    X = np.random.default_rng(0).normal(size=(300, 3))
+    mixture = GaussianMixture(n_components=2, random_state=0).fit(X)
+    (tmp_path / "gmm64.onnx").write_bytes(
+        to_onnx(
+            mixture, X[:1], target_opset=17, options={GaussianMixture: {"score_samples": True}}
+        ).SerializeToString()
+    )
+    sio.dump(mixture, tmp_path / "gmm64.skops")
+    rows = X[:100].copy()
+    rows[5, 1] = 1e39
+    outcomes = check_pair(tmp_path / "gmm64.onnx", tmp_path / "gmm64.skops", data=rows)
+    assert all(o.status != "fail" for o in outcomes), outcomes_table(outcomes)
+    judged = next(o for o in outcomes if o.check == "data_rows")
+    assert judged.status == "pass"
+    assert judged.rows == 100
+
+
+def test_what_the_graph_borrows_from_the_reference_is_said(
+    pair: tuple[Path, Path, Path, IsolationForest], tmp_path: Path
+) -> None:
+    # a graph with one unnamed score output passed label checks on the reference's own cut,
+    # and read the output as higher = more abnormal, and nothing said either
+    good, ref, data, _ = pair
+    model = onnx.load_model(good)
+    kept = next(o for o in model.graph.output if o.name == "score_samples")
+    model.graph.node.append(onnx.helper.make_node("Neg", ["score_samples"], ["y"]))
+    y = onnx.helper.make_tensor_value_info("y", kept.type.tensor_type.elem_type, [None])
+    del model.graph.output[:]
+    model.graph.output.append(y)
+    del model.metadata_props[:]  # no offset, no score kind
+    onnx.save_model(model, tmp_path / "one_output.onnx")
+    outcomes = check_pair(tmp_path / "one_output.onnx", ref, data=data)
+    assert all(o.status == "pass" for o in outcomes), outcomes_table(outcomes)
+    note = next(o.note for o in outcomes if o.check == "label_exact")
+    assert note is not None
+    assert "'y' is read as an anomaly score, higher = more abnormal" in note
+    assert "no threshold of its own" in note
+    assert "Note: " in outcomes_table(outcomes)

@@ -158,6 +158,14 @@ def good_file(tmp_path: Path) -> Path:
     return path
 
 
+def _twin(path: Path, folder: Path) -> Path:
+    """A copy of a result file in ``folder``: a gate's other side (the gate refuses a file
+    gated against itself)."""
+    twin = folder / f"twin-{path.name}"
+    shutil.copyfile(path, twin)
+    return twin
+
+
 @pytest.mark.parametrize("fault", FAULTS)
 def test_gate_exits_2_naming_the_file_and_the_field(
     fault: str, good_file: Path, tmp_path: Path
@@ -358,7 +366,9 @@ def test_calibration_json_and_other_side_files_are_ignored(tmp_path: Path) -> No
     calibration = {"machine_id": "test-cpu-2c", "runs": 3, "recommended_threshold": 0.05}
     (results / "test-cpu-2c" / "calibration.json").write_text(json.dumps(calibration))
     (results / "notes.json").write_text("[1, 2, 3]")
-    code, _, err = _cli("gate", str(results), str(results))
+    code, _, err = _cli(
+        "gate", str(results), str(_twin(next(results.rglob("0001_*.json")), tmp_path))
+    )
     assert code == 0, err
     assert "calibration" not in err
     code, _, err = _cli("report", str(results), "--out", str(tmp_path / "out"))
@@ -386,7 +396,7 @@ def test_interrupted_runs_are_left_out_unless_asked(tmp_path: Path) -> None:
         assert code == 0
         assert f"left out 1 interrupted run(s) ({marked.name})" in err
     assert "(interrupted)" not in (tmp_path / "report" / "report.md").read_text()
-    code, _, err = _cli("gate", str(complete), str(results))
+    code, _, err = _cli("gate", str(_twin(complete, tmp_path)), str(results))
     assert code == 0, err  # the interrupted 3x slower rows are not the candidate
     code, _, err = _cli("gate", str(complete), str(marked))
     assert code == 2
@@ -568,7 +578,9 @@ def test_run_json_must_be_a_regular_file(tmp_path: Path) -> None:
 @pytest.mark.skipif(not Path("/dev/full").exists(), reason="needs /dev/full (a full disk)")
 def test_gate_output_failing_after_the_work_is_kept_and_said(good_file: Path) -> None:
     """/dev/full accepts the open and fails every write (ENOSPC): a full disk after the work."""
-    code, out, err = _cli("gate", str(good_file), str(good_file), "--json", "/dev/full")
+    code, out, err = _cli(
+        "gate", str(good_file), str(_twin(good_file, good_file.parent)), "--json", "/dev/full"
+    )
     assert code == 2
     assert "| iforest-100[onnx-native-cpu]-b1-t1 |" in out  # the verdicts, printed anyway
     line = err.strip().splitlines()[-1]
@@ -676,7 +688,7 @@ def test_a_harness_fault_exits_4_never_1(
 
     monkeypatch.setattr(harness.results.gate, "gate", broken)
     monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))  # the fault log goes here
-    code, _, err = _cli("gate", str(good_file), str(good_file))
+    code, _, err = _cli("gate", str(good_file), str(_twin(good_file, good_file.parent)))
     assert code == 4
     assert "internal error (ZeroDivisionError: a bug in the gate)" in err
     assert "Traceback" not in err
@@ -697,7 +709,7 @@ def test_a_missing_extra_is_a_usage_error_that_names_the_install(
         raise ModuleNotFoundError(f"No module named {module!r}", name=module)
 
     monkeypatch.setattr(harness.results.gate, "gate", missing)
-    code, _, err = _cli("gate", str(good_file), str(good_file))
+    code, _, err = _cli("gate", str(good_file), str(_twin(good_file, good_file.parent)))
     assert code == 2
     assert f"{module} is not installed" in err
     assert f'pip install "onnx-anomaly-harness{extra}"' in err
@@ -760,7 +772,7 @@ def test_keyboard_interrupt_exits_130(good_file: Path, monkeypatch: pytest.Monke
         raise KeyboardInterrupt
 
     monkeypatch.setattr(harness.results.gate, "gate", interrupted)
-    code, _, err = _cli("gate", str(good_file), str(good_file))
+    code, _, err = _cli("gate", str(good_file), str(_twin(good_file, good_file.parent)))
     assert code == 130
     assert err == "harness gate: interrupted\n"
 

@@ -271,3 +271,101 @@ def test_a_report_of_a_users_model_has_no_empty_zoo_parity_table() -> None:
     page = render_markdown([result])
     assert "## Parity (ONNX against scikit-learn" not in page
     assert "mymodel" in page
+
+
+# -- a changed model under test, a baseline folder holding the candidate or two models ------
+
+SHA_REF = "77ab" + "0" * 60
+
+
+def _pair(sha: str, scale: float = 1.0, seed: int = 0) -> dict[str, Any]:
+    """A user model's run: its unchanged scikit-learn reference and its .onnx ``sha``."""
+    rng = np.random.default_rng(seed)
+    rows = [
+        user_row("mymodel", "sklearn", rng.lognormal(np.log(2e-2), 0.03, 40), sha=SHA_REF),
+        user_row("mymodel", "onnx-user", rng.lognormal(np.log(1e-3 * scale), 0.03, 40), sha=sha),
+    ]
+    return result_payload(rows)
+
+
+def _stored(root: Path, *runs: dict[str, Any]) -> list[Path]:
+    return [write_result(root, run, machine_id="m", provider="cpu", commit=None) for run in runs]
+
+
+def test_a_changed_onnx_file_is_not_passed_by_gating_its_reference_alone(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Only detector.onnx changed (4x slower, same answers): its rows are not comparable, the
+    unchanged reference rows gate as unchanged, and the gate exited 0."""
+    old, new = _stored(tmp_path, _pair(SHA_A), _pair(SHA_B, scale=4.0, seed=1))
+    assert main(["gate", str(old), str(new)]) == 2
+    out, err = capsys.readouterr()
+    assert "- mymodel[onnx-user-cpu]-b1-t1: model sha256 differs" in out
+    assert "The model under test changed in 1 of them: not judged, so the gate does not pass" in out
+    for way in ("--model-change compare", "harness gate --ab REF"):
+        assert way in out
+        assert way in err
+    assert "harness gate: the model under test changed in 1 benchmark(s) and was not judged" in err
+    # judged across the change when asked: the 4x slowdown is a regression
+    assert main(["gate", str(old), str(new), "--model-change", "compare"]) == 1
+    assert "**regressed** (model changed: model sha256 differs" in capsys.readouterr().out
+    report = gate([ResultFile(old, _pair(SHA_A))], [ResultFile(new, _pair(SHA_B))])
+    assert report.changed_models == ("mymodel[onnx-user-cpu]-b1-t1",)
+    assert json.loads(report.to_json())["changed_models"] == ["mymodel[onnx-user-cpu]-b1-t1"]
+
+
+def test_a_provider_difference_alone_keeps_the_documented_exit(tmp_path: Path) -> None:
+    # rows on one provider only are listed, not gated; the rest decide (no model changed)
+    base = _store(tmp_path / "a", _rows(1.0))
+    cuda = [bench_row("iforest-100", "onnx-native", 1, [1e-4] * 30, provider="cuda")]
+    both = _store(tmp_path / "b", _rows(1.0) + cuda)
+    assert main(["gate", str(base), str(both)]) == 0
+
+
+def test_the_candidate_is_left_out_of_a_baseline_folder_that_holds_it(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`harness gate results/<machine>/cpu/ new.json`, new.json stored in that folder: its own
+    samples were pooled into the baseline."""
+    first, second = _stored(tmp_path, _pair(SHA_A), _pair(SHA_A, seed=1))
+    folder = first.parent
+    assert main(["gate", str(folder), str(second), "--json", str(tmp_path / "g.json")]) == 0
+    err = capsys.readouterr().err
+    assert (
+        f"harness gate: left out of the baseline 1 run(s) that are the candidate ({second.name})"
+        in err
+    )
+    assert {row["n_baseline"] for row in json.loads((tmp_path / "g.json").read_text())["rows"]} == {
+        40
+    }
+    # a file against itself: nothing to gate it against
+    assert main(["gate", str(second), str(second)]) == 2
+    err = capsys.readouterr().err
+    assert f"harness gate: BASELINE and CANDIDATE are the same file ({second})" in err
+    assert "give earlier runs as BASELINE" in err
+
+
+def test_a_baseline_folder_across_a_model_change_pools_the_candidates_model_only(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Two runs of model A, then a retrained model B: every later folder gate exited 2 ("the
+    baseline holds runs that differ") with no word of what to do."""
+    runs = _stored(tmp_path, _pair(SHA_A), _pair(SHA_A, seed=1), _pair(SHA_B, seed=2))
+    latest = _stored(tmp_path, _pair(SHA_B, seed=3))[0]
+    folder = runs[0].parent
+    assert main(["gate", str(folder), str(latest), "--json", str(tmp_path / "g.json")]) == 0
+    rows = json.loads((tmp_path / "g.json").read_text())["rows"]
+    assert {r["name"] for r in rows} == {"mymodel[onnx-user-cpu]-b1-t1", "mymodel[sklearn]-b1-t1"}
+    by_name = {r["name"]: r for r in rows}
+    onnx, reference = by_name["mymodel[onnx-user-cpu]-b1-t1"], by_name["mymodel[sklearn]-b1-t1"]
+    assert onnx["n_baseline"] == 40  # run 3 alone: B's only earlier run
+    assert onnx["note"] == "baseline: the 1 run(s) of this model only, 2 of another model left out"
+    assert (reference["n_baseline"], reference["note"]) == (120, "")  # the reference never changed
+    capsys.readouterr()
+    # a model the baseline never saw: not judged, and the message says how to judge it
+    other = _stored(tmp_path / "new", _pair("c0de" + "0" * 60, seed=4))[0]
+    assert main(["gate", str(folder), str(other)]) == 2
+    out, err = capsys.readouterr()
+    assert "the baseline holds runs that differ (model sha256 differs" in out
+    assert "a baseline of one model (a result file, or a folder of its runs only)" in err
+    assert "harness gate --ab REF" in err

@@ -4,6 +4,7 @@ bounds, strict known gaps, and crashes as outcomes (fake engines: no exporter, f
 from __future__ import annotations
 
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -214,7 +215,8 @@ def test_refusals_are_judged_only_where_the_graph_declares_them() -> None:
     answers_nan = Fake(in_float32)  # no input policy: answers NaN rows with NaN
     strict = run_check("errors_match", target(answers_nan))
     assert strict.status == "fail"
-    assert "reference raised" in strict.message
+    assert "the reference raised" in strict.message
+    assert strict.message.endswith("but the engine answered")  # not its answers' repr
     lenient = run_check("errors_match", target(answers_nan, refusals_declared=False))
     assert lenient.status == "pass", lenient.message
     assert lenient.rejected > 0
@@ -241,6 +243,29 @@ def test_roundtrip_and_engine_only_checks_on_an_onnx_engine() -> None:
     ]
     assert [o.status for o in outcomes] == ["pass", "pass", "pass"], outcomes
     assert run_check("dtype_float64", tgt).status == "pass"
+
+
+def test_roundtrip_of_a_model_with_external_data(tmp_path: Path) -> None:
+    # the copy was saved without its .onnx.data: a correct model failed to load again
+    import onnx
+
+    proto = linear_detector(offset=-1.0)
+    (tmp_path / "weights").mkdir()
+    onnx.save_model(
+        proto,
+        tmp_path / "m.onnx",
+        save_as_external_data=True,
+        all_tensors_to_one_file=True,
+        location="weights/m.onnx.data",
+        size_threshold=0,
+    )
+    candidate = OnnxEngine(tmp_path / "m.onnx")
+    assert candidate.external_data_sha256
+    assert run_check("roundtrip", target(candidate)).status == "pass"
+    (tmp_path / "weights" / "m.onnx.data").write_bytes(b"changed")
+    changed = run_check("roundtrip", target(candidate))
+    assert changed.status == "skip"
+    assert "changed since the model was loaded" in changed.message
 
 
 def test_data_rows_judges_every_row_of_the_data() -> None:

@@ -59,6 +59,15 @@ def test_pickles_need_explicit_trust(tmp_path: Path, iforest: IsolationForest) -
         ("garbage.skops", b"not a zip", "not a readable .skops file"),
         ("garbage.pkl", b"not a pickle", "could not be unpickled"),
         ("model.h5", b"x", "unknown model format"),
+        ("empty.skops", b"", "is empty"),
+        ("empty.pkl", b"", "is empty"),
+        # a pickled instance of a class in a module that is not importable here
+        (
+            "theirs.pkl",
+            b"\x80\x04\x95\x1a\x00\x00\x00\x00\x00\x00\x00\x8c\x0cnot_a_module"
+            b"\x94\x8c\x02AE\x94\x93\x94)\x81\x94.",
+            "make 'not_a_module' importable",
+        ),
     ],
 )
 def test_bad_files(tmp_path: Path, name: str, payload: bytes | None, message: str) -> None:
@@ -218,3 +227,14 @@ def test_torch_detector_is_not_pickled_into_skops(tmp_path: Path) -> None:
 
     with pytest.raises(UnsupportedModelError, match="deploy the autoencoder as ONNX"):
         save_model(fitted("autoencoder"), tmp_path / "ae")
+
+
+def test_a_failed_export_leaves_no_file_behind(tmp_path: Path, rng_data: np.ndarray) -> None:
+    # the .skops was written before the export failed: an orphan with no manifest
+    from pyod.models.kde import KDE
+
+    from engines import UnsupportedModelError, save_model
+
+    with pytest.raises(UnsupportedModelError):
+        save_model(KDE().fit(rng_data), tmp_path / "kde", onnx=True)
+    assert list(tmp_path.iterdir()) == []

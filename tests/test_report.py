@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -186,3 +187,113 @@ def test_one_release_has_no_release_table_and_compare_names_the_releases() -> No
     table = compare_markdown([_release("1.20.0", 2.0, "a")], [_release("1.32.0", 1.0, "b")])
     assert "(onnxruntime 1.20.0)" in table
     assert "(onnxruntime 1.32.0)" in table
+
+
+# -- several user models in one folder; what a user model's parity status says ------------
+
+
+def _user_run(
+    name: str, parity: str | None, *, block: dict[str, Any] | None = None, profile: str = "quick"
+) -> dict[str, Any]:
+    """A `harness run --model` (or a plugin session's) run of one user model: its .onnx row
+    with ``parity`` as stored (None: no field) and its scikit-learn reference."""
+    onnx = user_row(name, "onnx-user", [1e-3] * 20)
+    if parity is None:
+        del onnx["extra_info"]["parity"]
+    else:
+        onnx["extra_info"]["parity"] = parity
+    payload = result_payload([user_row(name, "sklearn", [2e-2] * 20), onnx])
+    payload["harness"]["profile"] = profile
+    if block is not None:
+        payload["harness"]["parity"] = block
+    return payload
+
+
+def test_a_folder_of_two_user_models_reports_both(tmp_path: Path) -> None:
+    """`harness run --name fraud` then `--name churn` into one results/: the report showed
+    churn alone, fraud counted as an "older run" of it."""
+    root = tmp_path / "results"
+    for name in ("fraud", "churn"):
+        write_result(root, _user_run(name, "paired"), machine_id="m", provider="cpu", commit=None)
+    from harness.results.store import load_results
+
+    md = render_markdown(load_results([root]))
+    assert "older run(s) not shown" not in md
+    assert "| fraud | onnx-user@cpu t1 |" in md
+    assert "| churn | onnx-user@cpu t1 |" in md
+    assert "your models churn, fraud" in md
+    # a newer run of fraud replaces the older one; churn stays
+    write_result(root, _user_run("fraud", "paired"), machine_id="m", provider="cpu", commit=None)
+    md = render_markdown(load_results([root]))
+    assert "Latest run per machine, provider, onnxruntime release and model; 1 older run(s)" in md
+    assert md.count("| fraud | onnx-user@cpu t1 |") == 2  # speed-up and latency, once each
+    assert "| churn | onnx-user@cpu t1 |" in md
+
+
+def _status(md: str, case: str) -> str:
+    """The status cell of ``case``'s row in the Parity table."""
+    table = md.split("## Parity (ONNX against scikit-learn", 1)[1]
+    row = next(line for line in table.splitlines() if line.startswith(f"| {case} | onnx-user |"))
+    return row.split("|")[3].strip()
+
+
+def _verdict_line(md: str, case: str) -> str:
+    return next(line for line in md.splitlines() if line.startswith(f"- **Parity of {case}"))
+
+
+@pytest.mark.parametrize("stored", ["paired", "checked"])  # "checked": results written before
+def test_a_user_models_parity_not_run_is_said_not_checked(stored: str) -> None:
+    """`harness run --model M --reference R --no-parity`: the console said "not run", the
+    report's Parity table said "checked" and its verdict said nothing of parity."""
+    md = render_markdown([ResultFile(Path("r.json"), _user_run("mymodel", stored))])
+    assert _status(md, "mymodel") == "not run"
+    assert _verdict_line(md, "mymodel").startswith("- **Parity of mymodel:** not run (")
+    assert "--no-parity" in _verdict_line(md, "mymodel")
+    assert "checked |" not in md
+
+
+@pytest.mark.parametrize(("verdict", "shown"), [("fail", "FAIL"), ("pass", "pass")])
+def test_a_user_models_parity_status_is_its_pairs_verdict(verdict: str, shown: str) -> None:
+    """`harness run` with a wrong model: the verdict said FAIL, the Parity table "checked"."""
+    block = {"model": "mymodel", "verdict": verdict, "failed": [], "outcomes": []}
+    run = _user_run("mymodel", "paired", block=block)
+    md = render_markdown([ResultFile(Path("r.json"), run)])
+    assert _status(md, "mymodel") == shown
+    said = "**FAIL**" if shown == "FAIL" else "PASS"
+    line = _verdict_line(md, "mymodel")
+    assert line.startswith(f"- **Parity of mymodel against its reference:** {said}")
+
+
+def test_a_pytest_sessions_run_says_whether_its_parity_was_recorded() -> None:
+    """A session whose harness_check failed stored its timings and the report never said
+    "parity": the plugin now writes the check's verdict into the rows of the same model, and
+    a run with none says so."""
+    silent = _user_run("mymodel", None, profile="pytest")
+    md = render_markdown([ResultFile(Path("r.json"), silent)])
+    line = _verdict_line(md, "mymodel")
+    assert line.startswith("- **Parity of mymodel:** not recorded in these results (")
+    assert "## Parity (ONNX against scikit-learn" not in md  # nothing to put in the table
+    failed = _user_run("mymodel", "fail", profile="pytest")
+    md = render_markdown([ResultFile(Path("r.json"), failed)])
+    assert _verdict_line(md, "mymodel").startswith(
+        "- **Parity of mymodel against its reference:** **FAIL** (`harness_check` failed"
+    )
+    assert _status(md, "mymodel") == "FAIL"
+    assert "exports checked on each case's test rows" not in md  # not a zoo export
+
+
+def test_a_user_models_rows_claim_no_check_before_it_ran() -> None:
+    # rows are timed before (or without) the pair's checks: "checked" claimed a check
+    import numpy as np
+
+    from harness.cases.user import UserModel
+    from harness.cases.usermodel import LoadedUserModel
+
+    def loaded(reference: Path | None, model: Path | None) -> LoadedUserModel:
+        user = UserModel(Path("m.onnx"), reference)
+        rows = np.zeros((1, 4), dtype=np.float32)
+        return LoadedUserModel(user, model, None, None, None, 4, None, "score_samples", rows)
+
+    assert loaded(Path("r.skops"), Path("m.onnx")).parity == "paired"
+    assert loaded(None, Path("m.onnx")).parity == "unchecked"
+    assert loaded(None, None).parity == "reference"

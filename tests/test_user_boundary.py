@@ -195,6 +195,8 @@ def test_parquet(tmp_path: Path) -> None:
         ("rows.csv", b"1,2\n3e39,4\n", "overflows float32"),
         ("rows.npy", b"not an array", "not a readable .npy"),
         ("rows.csv", b"a,b,c,d\n", "a header row (4 columns) and no data rows"),
+        ("rows.csv", b"1.5;2;3\n4;5;6\n", "one column holding ';'"),
+        ("rows.csv", b"a\tb\tc\n1\t2\t3\n", "one column holding '\\t'"),
     ],
 )
 def test_bad_data_files(tmp_path: Path, name: str, content: bytes, message: str) -> None:
@@ -203,6 +205,16 @@ def test_bad_data_files(tmp_path: Path, name: str, content: bytes, message: str)
     with pytest.raises(DataError) as info:
         load_rows(path, n_features=3 if message == "the model takes 3" else None)
     assert message in str(info.value)
+
+
+def test_data_for_a_float64_model_stays_float64(tmp_path: Path) -> None:
+    # every file was cast to float32: 1e39 was refused and rows were rounded for a double graph
+    (tmp_path / "rows.csv").write_bytes(b"0.1,2\n3e39,4\n")
+    rows = load_rows(tmp_path / "rows.csv", dtype=np.float64)
+    assert rows.dtype == np.float64
+    np.testing.assert_array_equal(rows, [[0.1, 2.0], [3e39, 4.0]])
+    with pytest.raises(DataError, match=r"3e\+39 \(row 1, column 0\) overflows float32"):
+        load_rows(tmp_path / "rows.csv")
 
 
 def test_missing_data_file(tmp_path: Path) -> None:

@@ -25,8 +25,11 @@ def load_rows(
     *,
     n_features: int | None = None,
     feature_names: Sequence[str] | None = None,
-) -> npt.NDArray[np.float32]:
-    """Rows of ``path`` as a float32 (n, d) array, checked against the model's input.
+    dtype: Any = np.float32,
+) -> npt.NDArray[Any]:
+    """Rows of ``path`` as an (n, d) array of ``dtype`` (the model's input type: float32, or
+    float64 for a graph that takes double), checked against the model's input; a value
+    beyond float32's range is refused for a float32 model (it would score infinity).
 
     A .csv may have a header row (pandas writes one); its names are checked against
     ``feature_names`` when the model has them, and columns in another order are reordered.
@@ -59,12 +62,13 @@ def load_rows(
             f"--data {path}: rows have {rows.shape[1]} columns, the model takes {n_features}"
         )
     with np.errstate(over="ignore"):
-        out = np.ascontiguousarray(rows, dtype=np.float32)
+        out = np.ascontiguousarray(rows, dtype=dtype)
     bad = ~np.isfinite(out) & np.isfinite(rows.astype(np.float64))
     if bad.any():
         row, col = (int(v) for v in np.argwhere(bad)[0])
         raise DataError(
-            f"--data {path}: value {rows[row, col]!r} (row {row}, column {col}) overflows float32"
+            f"--data {path}: value {float(rows[row, col])!r} (row {row}, column {col}) overflows "
+            f"{out.dtype} (the model's input type)"
         )
     return out
 
@@ -87,6 +91,12 @@ def _csv(path: Path) -> tuple[npt.NDArray[Any], list[str] | None]:
         raise DataError(f"--data {path}: cannot read ({exc})") from exc
     if not first:
         raise DataError(f"--data {path}: the file is empty")
+    other = next((sep for sep in ";\t|" if len(first) == 1 and sep in first[0]), None)
+    if other is not None:
+        raise DataError(
+            f"--data {path}: its first line is one column holding {other!r}: values must be "
+            "separated by commas (pandas: df.to_csv(path, index=False))"
+        )
     header = not all(_is_number(cell) for cell in first)
     try:
         with warnings.catch_warnings():

@@ -39,13 +39,27 @@ class LoadedUserModel:
     offset: float | None  # the reference's offset_: derives score_samples from scores
     method: str  # what is timed on every side: the same method everywhere
     rows: npt.NDArray[np.float32] = dataclasses.field(repr=False)
+    fixed_batch: int | None = None  # the .onnx graph's fixed batch size (OnnxEngine.fixed_batch)
 
     @property
     def parity(self) -> str:
-        """How this model's answers are vouched for in the results."""
+        """How this model's answers are vouched for in the results: "paired" with a reference
+        (the verdict of the pair's checks, where they ran, is the run's ``harness.parity``
+        block; this row was timed before it), "unchecked" without one."""
         if self.model_path is None:
             return "reference"
-        return "unchecked" if self.user.reference is None else "checked"
+        return "unchecked" if self.user.reference is None else "paired"
+
+    @property
+    def scoring(self) -> str | None:
+        """How the .onnx graph scores a batch where not whole (a fixed batch size), else None."""
+        if self.fixed_batch is None:
+            return None
+        rows = f"{self.fixed_batch} row" + ("s" if self.fixed_batch > 1 else "")
+        return (
+            f"in chunks of {rows}, the graph's fixed batch size: one onnxruntime run each, "
+            "the last chunk padded"
+        )
 
 
 def _load_estimator(path: Path, user: UserModel, what: str) -> tuple[Any, str]:
@@ -93,6 +107,8 @@ def load_user_model(user: UserModel) -> LoadedUserModel:
     names: list[str] | None = None
     estimator_name: str | None = None
     offset: float | None = None
+    fixed_batch: int | None = None
+    dtype = np.dtype(np.float32)  # what the rows are kept as: the graph's input type
     if estimator is not None:
         try:
             reference = SklearnEngine(estimator, collect_metrics=False)
@@ -113,12 +129,14 @@ def load_user_model(user: UserModel) -> LoadedUserModel:
         except EngineError as exc:
             raise UserModelError(f"--model {path}: {exc}") from None
         onnx_width = onnx_engine.n_features
+        dtype = onnx_engine.input_dtype
         if width is not None and onnx_width is not None and onnx_width != width:
             raise UserModelError(
                 f"--model {path} takes {onnx_width} features but --reference {ref_path} "
                 f"takes {width}: they are not a pair"
             )
         width = onnx_width if onnx_width is not None else width
+        fixed_batch = onnx_engine.fixed_batch
         onnx_methods = _methods(onnx_engine)
         methods = onnx_methods if methods is None else methods & onnx_methods
         meta_names = onnx_engine.metadata.get("feature_names")
@@ -140,14 +158,14 @@ def load_user_model(user: UserModel) -> LoadedUserModel:
     width = width if width is not None else user.n_features
     if user.data is not None:
         try:
-            rows = load_rows(user.data, n_features=width, feature_names=names)
+            rows = load_rows(user.data, n_features=width, feature_names=names, dtype=dtype)
         except DataError as exc:
             raise UserModelError(str(exc)) from None
         width = rows.shape[1]
     elif width is None:
         raise UserModelError(f"the input width of {path} is unknown: pass --data or --n-features")
     else:
-        rows = np.random.default_rng(0).normal(size=(GENERATED_ROWS, width)).astype(np.float32)
+        rows = np.random.default_rng(0).normal(size=(GENERATED_ROWS, width)).astype(dtype)
     return LoadedUserModel(
         user=user,
         model_path=model_path,
@@ -158,6 +176,7 @@ def load_user_model(user: UserModel) -> LoadedUserModel:
         offset=offset,
         method=method,
         rows=rows,
+        fixed_batch=fixed_batch,
     )
 
 

@@ -42,7 +42,7 @@ from harness.checks.parity import (
     profile_settings,
     run_check,
 )
-from harness.checks.strategies import boundary_rows, split_thresholds
+from harness.checks.strategies import boundary_rows, split_rows, split_thresholds
 
 __all__ = [
     "CheckSetupError",
@@ -88,9 +88,10 @@ def _reference(reference: Any, trusted: Sequence[str], trust_pickle: bool) -> Sk
         raise CheckSetupError(str(exc)) from exc
 
 
-def _candidate(model: ModelSource, ref: SklearnEngine) -> OnnxEngine:
-    """The ONNX engine; where the graph gives one score but not the other (plain skl2onnx:
-    label and scores) it is given the reference's offset_ so it answers both."""
+def _candidate(model: ModelSource, ref: SklearnEngine) -> tuple[OnnxEngine, list[str]]:
+    """The ONNX engine, and what the outcomes must say of how it was read; where the graph
+    gives one score but not the other (plain skl2onnx: label and scores) it is given the
+    reference's offset_ so it answers both, and the note says which answers are borrowed."""
     try:
         engine = OnnxEngine(model, CPU1)
     except (EngineError, ValueError) as exc:
@@ -106,23 +107,50 @@ def _candidate(model: ModelSource, ref: SklearnEngine) -> OnnxEngine:
             f"{ref.convention}'s (engines.base.Engine: PyOD's decision_function is higher for "
             "more abnormal rows, scikit-learn's lower): they are not the same detector"
         )
+    notes = []
+    info = engine.info()
+    if info["role_source"].startswith("assumed"):
+        (output,) = info["outputs"]
+        notes.append(
+            f"the graph's one output {output!r} is read as an anomaly score, higher = more "
+            "abnormal (its name says nothing); if it is higher = more normal, set the graph's "
+            "score_kind metadata to score_samples"
+        )
     lacks = (ref.methods - engine.methods) & {"score_samples", "decision_function"}
     if lacks and ref.offset is not None:
+        own = engine.methods
         try:
             engine = OnnxEngine(model, CPU1, offset=ref.offset)
         except (EngineError, ValueError) as exc:
             raise CheckSetupError(str(exc)) from exc
-    return engine
+        borrowed = sorted(engine.methods - own)
+        if "predict" in borrowed:
+            notes.append(
+                f"the graph has no threshold of its own: its {' and '.join(borrowed)} use the "
+                f"reference's offset_ ({ref.offset:.6g}), so the cut checked is the "
+                "reference's; to check the one you deploy, give the graph an offset in its "
+                "metadata (engines.metadata)"
+            )
+        elif borrowed:
+            notes.append(
+                f"the graph answers {' and '.join(borrowed)} through the reference's offset_ "
+                f"({ref.offset:.6g}): it has no output for it"
+            )
+    return engine, notes
 
 
-def _rows(data: Any, ref: SklearnEngine, width: int) -> npt.NDArray[np.float32]:
+def _rows(data: Any, ref: SklearnEngine, width: int, dtype: Any) -> npt.NDArray[Any]:
+    """The data's rows as the candidate takes them (``dtype``: float32, or float64 for a
+    graph that takes double); generated rows where there is no data."""
     if data is None:
         rows = validation_rows(ref.estimator, width, n=256)
     elif isinstance(data, str | os.PathLike):
         from harness.cases.userdata import DataError, load_rows
 
         try:
-            return load_rows(Path(data), n_features=width, feature_names=ref.feature_names)
+            return load_rows(
+                Path(data), n_features=width, feature_names=ref.feature_names, dtype=dtype
+            )
         except DataError as exc:
             raise CheckSetupError(str(exc)) from exc
     else:
@@ -134,12 +162,13 @@ def _rows(data: Any, ref: SklearnEngine, width: int) -> npt.NDArray[np.float32]:
         if not np.issubdtype(rows.dtype, np.number):
             raise CheckSetupError(f"data must be numeric, got dtype {rows.dtype}")
     with np.errstate(over="ignore", invalid="ignore"):
-        out = np.ascontiguousarray(rows, dtype=np.float32)
+        out = np.ascontiguousarray(rows, dtype=dtype)
         overflow = np.isfinite(np.asarray(rows, dtype=np.float64)) & ~np.isfinite(out)
     if overflow.any():
         row, col = (int(v) for v in np.argwhere(overflow)[0])
         raise CheckSetupError(
-            f"data value {float(rows[row, col])!r} (row {row}, column {col}) overflows float32"
+            f"data value {float(rows[row, col])!r} (row {row}, column {col}) overflows "
+            f"{out.dtype} (the model's input type)"
         )
     return out
 
@@ -336,7 +365,7 @@ def check_pair(
             f"input_bound must be >= 0 (a multiple of the data's range), got {input_bound}"
         )
     ref = _reference(reference, trusted, trust_pickle)
-    candidate = _candidate(model, ref)
+    candidate, read_as = _candidate(model, ref)
     width = ref.n_features
     assert width is not None  # _candidate refuses a reference of unknown width
     tolerance = None
@@ -345,12 +374,12 @@ def check_pair(
             tolerance = Tolerance(label_agreement=0.0, rtol=rtol or 0.0, atol=atol or 0.0)
         except ValueError as exc:
             raise CheckSetupError(str(exc)) from exc
-    base = _rows(data, ref, width)
+    base = _rows(data, ref, width, getattr(candidate, "input_dtype", np.float32))
     policy = input_policy(ref.estimator, width)
     say = progress or (lambda line: None)
     base, refused = _accepted(base, policy)
     scale = scale_for(ref, base, profile)
-    notes = [note for note in (refused, scale.note) if note]
+    notes = [note for note in (*read_as, refused, scale.note) if note]
     for note in notes:
         say(note)
     if scale.rows is not None:
@@ -367,6 +396,7 @@ def check_pair(
         base_rows=base,
         tolerance=tolerance,
         thresholds=split_thresholds(ref.estimator),
+        split_rows=split_rows(ref.estimator, base),
         accepts_nan=policy["accepts_nan"],
         accepts_inf=policy["accepts_inf"],
         exact_labels=False,

@@ -126,6 +126,7 @@ class ParityTarget:
     refusals_declared: bool = True
     max_examples: int | None = None  # fewer Hypothesis examples than the profile's
     boundary_examples: int = 128  # boundary rows run as explicit examples
+    split_rows: npt.NDArray[Any] | None = None  # rows on a tree's split (strategies.split_rows)
     _memo: dict[Any, Any] = dataclasses.field(
         default_factory=dict, init=False, repr=False, compare=False
     )
@@ -540,7 +541,7 @@ def check_sign(target: ParityTarget, X: npt.NDArray[Any]) -> _Tally:
     if len(bad):
         row = int(bad[0])
         raise Discrepancy(
-            f"label {labels[row]} with decision {decision[row]!r} on row {row}",
+            f"label {int(labels[row])} with decision {float(decision[row])!r} on row {row}",
             float(len(bad)),
             0.0,
             how,
@@ -663,10 +664,17 @@ def check_dtype(target: ParityTarget, X: npt.NDArray[Any]) -> _Tally:
     _unless_refusals_declared(target, expected)
     _unless_overflow(target, method, seen, expected)
     if isinstance(expected, EngineError) != isinstance(ours, EngineError):
-        raise Discrepancy(f"float64 input: reference {expected!r}, engine {ours!r}")
+        raise Discrepancy(
+            f"float64 input: the reference {_said(expected)}, the engine {_said(ours)}"
+        )
     if isinstance(expected, EngineError) or isinstance(ours, EngineError):
         raise _NotApplicable("both refuse the batch")
     return _bounded(f"float64 input: {method}", ours, expected)
+
+
+def _said(answer: object) -> str:
+    """What an engine did with a batch, in words: raised which error, or answered."""
+    return f"raised {answer!r}" if isinstance(answer, BaseException) else "answered"
 
 
 def check_errors_match(target: ParityTarget, X: npt.NDArray[Any]) -> _Tally:
@@ -679,9 +687,7 @@ def check_errors_match(target: ParityTarget, X: npt.NDArray[Any]) -> _Tally:
     _unless_overflow(target, method, X, expected)
     if isinstance(expected, EngineError):
         if not isinstance(ours, InputError):
-            raise Discrepancy(
-                f"reference raised {expected!r} but the engine answered or raised {ours!r}"
-            )
+            raise Discrepancy(f"the reference {_said(expected)} but the engine {_said(ours)}")
         return _Tally(0.0, 0.0, 0.0, "the engine refuses what the reference refuses", 0, len(X))
     if isinstance(ours, EngineError):
         raise Discrepancy(f"reference answered but the engine raised {ours!r}")
@@ -706,6 +712,38 @@ def check_data_rows(target: ParityTarget, X: npt.NDArray[Any]) -> _Tally:
         if tally.ratio > worst.ratio:
             worst = tally
     return worst
+
+
+def check_split_rows(target: ParityTarget, X: npt.NDArray[Any]) -> _Tally:
+    """On rows that reach a tree's split or a histogram's bin edge and sit on it
+    (``strategies.split_rows``: the largest float32 not above the float64 threshold, and the
+    next float32), the engine answers what the reference answers on that very row, within
+    rounding: not a one-ulp neighbour's answer, which data_rows accepts at a step. A split
+    on the input is taken exactly like the reference or not at all (thresholds rounded to
+    the nearest float32 send half these rows the other way; an edge moved by a little, the
+    rows on one side of it)."""
+    worst = _Tally(ratio=-1.0)
+    if "predict" in target.reference.methods & target.candidate.methods:
+        worst = check_labels(target, X)
+    for method in _common_scores(target):
+        expected, ours = _pair(target, method, X)
+        if target.derived:  # the row's own answer: no jump to a neighbour's is allowed for
+            rounding = expected.rounding
+            expected = dataclasses.replace(
+                expected,
+                bound=expected.factor * rounding,
+                noise=rounding,
+                sensitivity=np.zeros_like(rounding),
+            )
+        tally = _bounded(f"{method} on a split", ours, expected)
+        if tally.ratio > worst.ratio:
+            worst = tally
+    splits = len(X) // 2
+    return dataclasses.replace(
+        worst,
+        note=f"ok: worst row at {max(worst.ratio, 0.0):.2g} of its bound over {len(X)} rows on "
+        f"{splits} splits or bin edges (either side of each)",
+    )
 
 
 def check_score_bias(target: ParityTarget, X: npt.NDArray[Any]) -> _Tally:
@@ -770,6 +808,7 @@ def check_roundtrip(target: ParityTarget, X: npt.NDArray[Any]) -> _Tally:
         with tempfile.TemporaryDirectory() as tmp:
             path = Path(tmp) / "model.onnx"
             path.write_bytes(target.candidate.model_bytes())
+            _copy_external_data(target.candidate, Path(tmp))
             target._memo["reloaded"] = OnnxEngine(path, target.candidate.config)
     reloaded: OnnxEngine = target._memo["reloaded"]
     compared = 0
@@ -793,6 +832,21 @@ def check_roundtrip(target: ParityTarget, X: npt.NDArray[Any]) -> _Tally:
     if not compared:
         raise _NotApplicable("the engine refuses the batch")
     return _Tally(0.0, 0.0, 0.0, "identical", 0, len(X))
+
+
+def _copy_external_data(engine: OnnxEngine, folder: Path) -> None:
+    """The external data files ``engine`` loaded, copied beside a saved copy of its model in
+    ``folder`` (each as the model names it); one changed since the load is no round trip."""
+    source = engine.model_path.parent if engine.model_path is not None else None
+    for location, sha256 in engine.external_data_sha256.items():
+        if source is None:
+            raise _NotApplicable("the model's external data has no file to copy")
+        data = (source / location).read_bytes()
+        if hashlib.sha256(data).hexdigest() != sha256:
+            raise _NotApplicable(f"external data {location} changed since the model was loaded")
+        copy = folder / location
+        copy.parent.mkdir(parents=True, exist_ok=True)
+        copy.write_bytes(data)
 
 
 def check_quantized(target: ParityTarget, X: npt.NDArray[Any]) -> _Tally:
@@ -833,6 +887,7 @@ CHECKS: dict[str, tuple[Check, frozenset[str], str]] = {
     "dtype_float64": (check_dtype, frozenset(), "a score"),
     "errors_match": (check_errors_match, frozenset(), "non-finite"),
     "data_rows": (check_data_rows, frozenset(), "data"),
+    "split_rows": (check_split_rows, frozenset(), "splits"),
     "score_bias": (check_score_bias, frozenset(), "derived"),
     "roundtrip": (check_roundtrip, frozenset(), "onnx"),
     "torch_eager": (check_eager, frozenset({"score_samples"}), "eager"),
@@ -854,6 +909,8 @@ def check_plan(target: ParityTarget) -> list[tuple[str, str | None]]:
             continue
         if needs == "quantized" and target.rank_bounds is None:
             continue
+        if needs == "splits" and (target.split_rows is None or not len(target.split_rows)):
+            continue  # no tree ensemble on the input
         if target.rank_bounds is not None and name not in _QUANTIZED_CHECKS:
             continue  # a quantized model is held to rank bounds, not to score tolerances
         if needs in ("a score", "non-finite", "derived") and not ref & _SCORES:
@@ -931,8 +988,8 @@ def _run(name: str, target: ParityTarget, profile: str) -> CheckOutcome:
         return CheckOutcome(name, "skip", 0, None, "", skip, None)
     fn = CHECKS[name][0]
     needs = CHECKS[name][2]
-    if needs in ("quantized", "data", "derived"):  # deterministic over the base rows
-        return _once(name, fn, target)
+    if needs in ("quantized", "data", "derived", "splits"):  # deterministic, fixed rows
+        return _once(name, fn, target, target.split_rows if needs == "splits" else None)
     non_finite = needs == "non-finite"
     in_all = not target.isolate_non_finite
     strategy = input_rows(
@@ -1086,9 +1143,12 @@ def _no_example(rejected: Counter[str]) -> str:
     return f"no applicable example in {sum(rejected.values())} tries ({count}: {reason})"
 
 
-def _once(name: str, fn: Check, target: ParityTarget) -> CheckOutcome:
-    """A deterministic check on the base rows (the data): one example, no generation."""
-    X = np.ascontiguousarray(target.base_rows)
+def _once(
+    name: str, fn: Check, target: ParityTarget, rows: npt.NDArray[Any] | None = None
+) -> CheckOutcome:
+    """A deterministic check on ``rows`` (default the base rows, the data): one example, no
+    generation."""
+    X = np.ascontiguousarray(target.base_rows if rows is None else rows)
     try:
         tally = _quietly(fn, target, X)
     except _NotApplicable as exc:

@@ -21,6 +21,7 @@ __all__ = [
     "hyperparameters",
     "input_box",
     "input_rows",
+    "split_rows",
     "split_thresholds",
     "training_data",
 ]
@@ -37,19 +38,166 @@ def _as_strategy(value: Any) -> st.SearchStrategy[Any]:
     return value if isinstance(value, st.SearchStrategy) else st.just(value)
 
 
-def split_thresholds(model: Any) -> list[tuple[int, float]]:
-    """(input column, float64 threshold) of every split of a tree ensemble (pipelines: none)."""
+def _trees(model: Any) -> list[tuple[Any, npt.NDArray[np.intp]]]:
+    """(scikit-learn tree, the input column of each of its features) of a bagged tree ensemble
+    on the input itself (IsolationForest, PyOD's IForest); none behind a pipeline's scalers
+    (its thresholds live in scaled space) or for other models."""
     final = model.steps[-1][1] if hasattr(model, "steps") else model
     if hasattr(model, "steps") and len(model.steps) > 1:
-        return []  # thresholds live after the scalers, not in input space
+        return []
+    return [
+        (estimator.tree_, np.asarray(features))
+        for estimator, features in zip(
+            getattr(final, "estimators_", []),
+            getattr(final, "estimators_features_", []),
+            strict=False,
+        )
+    ]
+
+
+def split_thresholds(model: Any) -> list[tuple[int, float]]:
+    """(input column, float64 threshold) of every split of a tree ensemble (pipelines: none)."""
     out: list[tuple[int, float]] = []
-    for estimator, features in zip(
-        getattr(final, "estimators_", []), getattr(final, "estimators_features_", []), strict=False
-    ):
-        tree = estimator.tree_
+    for tree, features in _trees(model):
         inner = np.flatnonzero(tree.children_left != -1)
-        columns = np.asarray(features)[tree.feature[inner]]
+        columns = features[tree.feature[inner]]
         out.extend(zip(columns.tolist(), tree.threshold[inner].tolist(), strict=True))
+    return out
+
+
+def _below32(t: float) -> np.float32:
+    """The largest float32 not above ``t``: scikit-learn sends float32(x) <= t left."""
+    t32: np.float32 = np.float32(t)
+    if float(t32) <= t:
+        return t32
+    down: np.float32 = np.nextafter(t32, np.float32(-np.inf))
+    return down
+
+
+def split_rows(
+    model: Any, base: npt.ArrayLike, *, limit: int = 512, seed: int = 0
+) -> npt.NDArray[np.float32]:
+    """Rows that reach a split of a tree ensemble's tree and sit on it: for up to ``limit``
+    splits (drawn evenly over the trees' inner nodes, seeded), a base row with every feature
+    the path to the node tests moved inside the node's box (kept where it already is), and
+    the split's feature at the largest float32 not above the float64 threshold (left, as
+    scikit-learn compares float32(x) <= threshold) and at the next float32 (right). Two rows
+    a split, float32 (what the trees compare). A histogram detector (PyOD's HBOS) splits each
+    feature at its bin edges, which every row reaches: a base row with one feature on either
+    side of an edge. None for other models.
+
+    A value merely set to a threshold rarely reaches the node that tests it: another split
+    on the path sends the row elsewhere, and a graph whose thresholds are rounded to the
+    nearest float32 (half of them up, onto the right-hand row) goes unseen. A bin edge
+    moved by a little moves only the rows in the sliver between the two edges.
+
+    Example:
+        >>> import numpy as np
+        >>> from sklearn.ensemble import IsolationForest
+        >>> X = np.random.default_rng(0).normal(size=(64, 3))
+        >>> forest = IsolationForest(n_estimators=4, random_state=0).fit(X)
+        >>> rows = split_rows(forest, X, limit=8)
+        >>> rows.shape, rows.dtype
+        ((16, 3), dtype('float32'))
+    """
+    trees = _trees(model)
+    rows_in = np.asarray(base, dtype=np.float64)
+    width = rows_in.shape[1] if rows_in.ndim == 2 else 0
+    rows_in = rows_in[np.isfinite(rows_in).all(axis=1)] if width else rows_in
+    nodes = [
+        (t, int(n))
+        for t, (tree, _) in enumerate(trees)
+        for n in np.flatnonzero(tree.children_left != -1)
+    ]
+    if not len(rows_in) or not (nodes or (edges := _bin_edges(model))):
+        return np.zeros((0, width), dtype=np.float32)
+    rng = np.random.default_rng(seed)
+    if not nodes:  # every row reaches a bin edge: no path to walk
+        picked = rng.choice(len(edges), size=min(limit, len(edges)), replace=False)
+        on_edges: list[npt.NDArray[np.float32]] = []
+        for column, edge in (edges[i] for i in sorted(picked)):
+            left = _below32(edge)
+            for value in (left, np.nextafter(left, np.float32(np.inf))):
+                row = rows_in[rng.integers(len(rows_in))].astype(np.float32)
+                row[column] = value
+                on_edges.append(row)
+        return np.asarray(on_edges, dtype=np.float32).reshape(-1, width)
+    chosen = sorted(rng.choice(len(nodes), size=min(limit, len(nodes)), replace=False))
+    parents = [_parents(tree) for tree, _ in trees]
+    out: list[npt.NDArray[np.float32]] = []
+    for i in chosen:
+        t, node = nodes[i]
+        tree, features = trees[t]
+        low = np.full(width, -np.inf)  # float32(x) > low ...
+        high = np.full(width, np.inf)  # ... and <= high on the way to the node
+        child = node
+        while (up := parents[t][child]) >= 0:
+            column, threshold = int(features[tree.feature[up]]), float(tree.threshold[up])
+            if tree.children_left[up] == child:
+                high[column] = min(high[column], threshold)
+            else:
+                low[column] = max(low[column], threshold)
+            child = up
+        row = rows_in[rng.integers(len(rows_in))].astype(np.float32)
+        inside = _inside(row, low, high)
+        if inside is None:
+            continue  # no float32 reaches this node
+        column, threshold = int(features[tree.feature[node]]), float(tree.threshold[node])
+        left = _below32(threshold)
+        for value in (left, np.nextafter(left, np.float32(np.inf))):
+            if low[column] < float(value) <= high[column]:
+                on_split = inside.copy()
+                on_split[column] = value
+                out.append(on_split)
+    return np.asarray(out, dtype=np.float32).reshape(-1, width)
+
+
+def _bin_edges(model: Any) -> list[tuple[int, float]]:
+    """(input column, edge) of every bin edge of a histogram detector on the input
+    (PyOD's HBOS: ``bin_edges_``, one column of edges per feature, or a list of them with
+    n_bins='auto'); none behind a pipeline's scalers or for other models."""
+    if hasattr(model, "steps") or not hasattr(model, "hist_"):
+        return []
+    edges = getattr(model, "bin_edges_", None)
+    if edges is None:
+        return []
+    columns = list(edges) if isinstance(edges, list) else list(np.asarray(edges).T)
+    return [
+        (j, float(edge))
+        for j, column in enumerate(columns)
+        for edge in np.asarray(column, dtype=np.float64)
+        if np.isfinite(edge)
+    ]
+
+
+def _parents(tree: Any) -> npt.NDArray[np.intp]:
+    """Each node's parent in a scikit-learn tree (-1 for the root)."""
+    parent = np.full(tree.node_count, -1, dtype=np.intp)
+    inner = np.flatnonzero(tree.children_left != -1)
+    parent[tree.children_left[inner]] = inner
+    parent[tree.children_right[inner]] = inner
+    return parent
+
+
+def _inside(
+    row: npt.NDArray[np.float32], low: npt.NDArray[np.float64], high: npt.NDArray[np.float64]
+) -> npt.NDArray[np.float32] | None:
+    """``row`` with each value outside (low, high] moved inside (the middle of the box, or
+    next to its finite side), as float32; None where no float32 lies inside."""
+    out: npt.NDArray[np.float32] = row.copy()
+    for column in np.flatnonzero(~((low < row) & (row <= high))):
+        lo, hi = low[column], high[column]
+        if np.isfinite(lo) and np.isfinite(hi):
+            value = np.float32((lo + hi) / 2)
+        elif np.isfinite(hi):
+            value = _below32(hi)
+        else:  # the next float32 above lo
+            value = np.nextafter(_below32(lo), np.float32(np.inf))
+        if not lo < float(value) <= hi:
+            value = _below32(hi)
+        if not lo < float(value) <= hi:
+            return None
+        out[column] = value
     return out
 
 
@@ -374,10 +522,11 @@ def input_rows(
         column = draw(st.integers(0, width - 1))
         if edit == "threshold" and thresholds:
             column, t64 = thresholds[draw(st.integers(0, len(thresholds) - 1))]
-            t32 = np.float32(t64)
-            below = t32 if float(t32) <= t64 else np.nextafter(t32, np.float32(-np.inf))
+            below = _below32(t64)
             row[column] = draw(
-                st.sampled_from([below, np.nextafter(below, np.float32(np.inf)), t32, t64])
+                st.sampled_from(
+                    [below, np.nextafter(below, np.float32(np.inf)), np.float32(t64), t64]
+                )
             )
         elif edit == "outlier":
             row = row * draw(st.sampled_from([5.0, 50.0, 1e3, -1e3]))

@@ -14,7 +14,7 @@ from engines.export import default_tolerance
 from harness.cases.variants import EngineVariant
 from harness.cases.zoo import ModelCase, cases, exported, fitted, quantized
 from harness.checks.parity import CheckOutcome, ParityTarget, applicable_checks
-from harness.checks.strategies import split_thresholds
+from harness.checks.strategies import split_rows, split_thresholds
 from harness.results.schema import ConformanceRow
 
 __all__ = ["engines_for", "outcome_row", "parity_points", "target_for"]
@@ -87,6 +87,7 @@ def target_for(case_name: str, engine: str) -> ParityTarget:
         base_rows=rows,
         tolerance=tolerance,
         thresholds=split_thresholds(model),
+        split_rows=split_rows(model, rows),
         accepts_nan=bool(meta.get("accepts_nan")),
         accepts_inf=bool(meta.get("accepts_inf")),
         exact_labels=tolerance.label_agreement == 1.0,

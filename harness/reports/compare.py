@@ -42,7 +42,9 @@ def compare_markdown(
     """Two runs side by side: medians and the ratio B / A per matched benchmark, then what
     is not comparable (and why) and what is on one side only. ``model_change="compare"``
     pairs a user model across a change of its file and lists what changed."""
-    matched, only_a, only_b, not_comparable = compare_rows(a, b, model_change=model_change)
+    found = compare_rows(a, b, model_change=model_change)
+    matched, only_a, only_b = found.matched, found.only_a, found.only_b
+    not_comparable = found.not_comparable
     label_a, label_b = _side_label(a) or "A", _side_label(b) or "B"
     lines = ["# Comparison", "", f"- A: {label_a}", f"- B: {label_b}", ""]
     ours = [p for p in matched if not p.key.plain]

@@ -117,7 +117,7 @@ def _harness_sections(results: Sequence[ResultFile], speedups: _Speedups) -> lis
     lines += _threads_section(by_series)
     lines += _runtime_sections(results)
     lines += _latency_section(by_series)
-    lines += _parity_section(by_series, engines)
+    lines += _parity_section(by_series, engines, _user_parity(results))
     conformance = [row for result in results for row in result.harness.get("conformance", [])]
     if conformance:
         from harness.reports.conformance import conformance_markdown
@@ -178,7 +178,41 @@ def _fmt_err(value: float | None) -> str:
     return "-" if value is None else (f"{value:.2g}" if math.isfinite(value) else str(value))
 
 
-def _parity_section(by_series: _Series, engines: dict[tuple[str, str], str]) -> list[str]:
+#: A user model's row parity (``harness.cases.usermodel``, the plugin) -> the report's status
+#: where its run holds no verdict of the pair's checks; "checked": results before "paired".
+_USER_STATUS = {
+    "pass": "pass",
+    "fail": "FAIL",
+    "unchecked": "unchecked",
+    "paired": "not run",
+    "checked": "not run",
+    None: "not recorded",
+}
+
+
+def _user_parity(results: Sequence[ResultFile]) -> dict[int, str]:
+    """Each user ONNX row's parity, keyed by the id of its ``extra_info``: "pass" or "FAIL"
+    (the verdict of the pair's checks: the run's ``harness.parity`` block, or the session's
+    ``harness_check`` recorded by the plugin), "not run" (a reference, its checks not run:
+    ``--no-parity``), "not recorded" (a pytest session with no ``harness_check`` of the
+    model), "unchecked" (no reference)."""
+    out: dict[int, str] = {}
+    for result in results:
+        block = result.harness.get("parity")
+        for row in result.benchmarks:
+            e = _extra(row)
+            if e.get("origin") != "user" or e.get("engine") == "sklearn":
+                continue
+            status = e.get("parity")
+            if isinstance(block, dict) and block.get("model") == e.get("case"):
+                status = block.get("verdict")
+            out[id(e)] = _USER_STATUS.get(status, str(status))
+    return out
+
+
+def _parity_section(
+    by_series: _Series, engines: dict[tuple[str, str], str], user_parity: dict[int, str]
+) -> list[str]:
     body = []
     for case, engine, e in _parity_rows(by_series, engines):
         agreement = _real(e.get("parity_label_agreement"))
@@ -200,7 +234,7 @@ def _parity_section(by_series: _Series, engines: dict[tuple[str, str], str]) -> 
                 _fmt_err(_real(e.get("parity_max_rel_err"))),
                 "-" if ratio is None else f"≤ {_fmt_err(ratio)}{bound}",
             ]
-        body.append([case, engine, str(e.get("parity")), *cells, labels])
+        body.append([case, engine, user_parity.get(id(e), str(e.get("parity"))), *cells, labels])
     if not body:  # no exported model of the zoo (a user's model: its own parity section)
         return []
     header = ["case", "engine", "status", "worst abs error", "worst rel error (-: not stored)"]
@@ -211,7 +245,9 @@ def _parity_section(by_series: _Series, engines: dict[tuple[str, str], str]) -> 
         "|err| ≤ atol + rtol x |reference| per row; error / bound is at most min(abs error / "
         "atol, rel error / rtol), below 1 within the bound. Results written before the relative "
         "error and bound were stored show '-' there. int8 models are compared with their fp32 "
-        "export.",
+        "export. Your own model's status is the verdict of its pair's checks (`harness run "
+        "--model M --reference R`, or `harness_check` in the pytest session that stored it): "
+        "pass, FAIL, not run (`--no-parity`), or unchecked (no reference).",
         "",
     ]
     return lines + _table(header, body)
@@ -457,7 +493,8 @@ def render_markdown(results: Sequence[ResultFile], title: str = "Harness report"
     percentiles, parity, conformance, skips and environment; for plain pytest-benchmark
     files, a table of their benchmarks.
 
-    Only the latest run per machine and provider is shown; older runs are listed.
+    Only the latest run per machine, provider, onnxruntime release and model is shown; older
+    runs are counted.
     """
     latest = latest_runs(results)[0]
     return _markdown(results, title, _speedups(latest))
@@ -470,7 +507,7 @@ def _markdown(results: Sequence[ResultFile], title: str, speedups: _Speedups) ->
     lines = [f"# {title}", ""]
     if older:
         lines += [
-            "Latest run per machine, provider and onnxruntime release; "
+            "Latest run per machine, provider, onnxruntime release and model; "
             f"{len(older)} older run(s) not shown (compare runs with `harness compare`).",
             "",
         ]
@@ -571,7 +608,7 @@ def _parity_verdict(results: Sequence[ResultFile]) -> list[str]:
     exports: dict[tuple[str, str], str] = {}
     for row in _rows(results):
         e = _extra(row)
-        if e.get("parity") in ("pass", "fail"):
+        if e.get("parity") in ("pass", "fail") and e.get("origin") != "user":
             exports[(str(e.get("case")), str(e.get("engine")))] = str(e.get("parity"))
     conformance = [row for result in results for row in result.harness.get("conformance", [])]
     zoo = any(_extra(r).get("origin") != "user" for r in _rows(results))
@@ -602,18 +639,35 @@ def _parity_verdict(results: Sequence[ResultFile]) -> list[str]:
                 "--no-parity)"
             )
         out.append("**Parity:** " + "; ".join(parts) + ".")
-    seen = set()
+    seen: set[Any] = set()
     for model, verdict, summary, _ in _pair_verdicts(results):
         seen.add(model)
         out.append(f"**Parity of {model} against its reference:** {verdict} ({summary}).")
+    said: set[tuple[Any, str]] = set()
+    statuses = _user_parity(results)
     for row in _rows(results):
-        if _extra(row).get("parity") == "unchecked" and _extra(row).get("case") not in seen:
-            seen.add(_extra(row).get("case"))
-            out.append(
-                f"**Parity of {_extra(row).get('case')}:** not checked (no reference model; "
-                "`harness run --model M --reference R.skops` checks it)."
-            )
+        case, status = _extra(row).get("case"), statuses.get(id(_extra(row)))
+        if status is None or case in seen or (case, status) in said:
+            continue
+        said.add((case, status))
+        out.append(f"**Parity of {case}{_USER_VERDICT.get(status, f':** {status}.')}")
     return out
+
+
+#: The verdict's line on a user model's parity where its run holds no verdict block, after
+#: "**Parity of NAME".
+_USER_VERDICT = {
+    "pass": " against its reference:** PASS (`harness_check` in the pytest session that "
+    "stored it).",
+    "FAIL": " against its reference:** **FAIL** (`harness_check` failed in the pytest session "
+    "that stored it; its output has the evidence).",
+    "not run": ":** not run (`harness run --no-parity`; without it `harness run --model M "
+    "--reference R` checks the pair).",
+    "not recorded": ":** not recorded in these results (no `harness_check` of this model in "
+    "the pytest session that stored them; `harness check --model M --reference R` checks it).",
+    "unchecked": ":** not checked (no reference model; `harness run --model M --reference "
+    "R.skops` checks it).",
+}
 
 
 def _speed_verdict(results: Sequence[ResultFile], speedups: _Speedups) -> list[str]:

@@ -1,6 +1,6 @@
 """What the markdown report, the plots and the comparison all read from stored rows: fields,
-number formats, series (engine@provider tN per case and batch), the latest run per machine,
-and each engine row's speed-up against scikit-learn with its bootstrap interval."""
+number formats, series (engine@provider tN per case and batch), the latest run per machine
+and model, and each engine row's speed-up against scikit-learn with its bootstrap interval."""
 
 from __future__ import annotations
 
@@ -169,23 +169,35 @@ def runtime_of(result: ResultFile) -> str:
     return str(versions.get("onnxruntime") or "?")
 
 
+def _models(result: ResultFile) -> set[str | None]:
+    """The models a run measured: each user model by its name (the case; a new file under the
+    same name is a newer run of it), and the zoo as one (None), whatever cases were selected."""
+    return {
+        str(_extra(row).get("case")) if _extra(row).get("origin") == "user" else None
+        for row in result.benchmarks
+    } or {None}
+
+
 def latest_runs(results: Sequence[ResultFile]) -> tuple[list[ResultFile], list[ResultFile]]:
-    """(latest run per machine, provider and onnxruntime version, the older ones), in run
-    order (NNNN_): a runtime matrix (tox -m runtimes) shows one run per release."""
+    """(latest run per machine, provider, onnxruntime version and model, the older ones), in
+    run order (NNNN_): a runtime matrix (tox -m runtimes) shows one run per release, and a
+    folder holding runs of two user models shows both. A run is shown while it is the latest of
+    any model it measured (later runs come later, so their rows win a shared cell)."""
+    ordered = sorted(results, key=result_order)
     latest: dict[tuple[Any, ...], ResultFile] = {}
-    older: list[ResultFile] = []
-    for result in sorted(results, key=result_order):
-        key: tuple[Any, ...] = (
+    for result in ordered:
+        where: tuple[Any, ...] = (
             result.harness.get("machine_id"),
             result.harness.get("provider"),
             runtime_of(result),
         )
         if result.plain:  # pytest-benchmark storage: one folder per interpreter and project
-            key = (*key, result.path.parent.as_posix())
-        if key in latest:
-            older.append(latest[key])
-        latest[key] = result
-    return list(latest.values()), older
+            where = (*where, result.path.parent.as_posix())
+        for model in _models(result):
+            key = (*where, model)
+            latest[key] = result
+    shown = {id(r) for r in latest.values()}
+    return [r for r in ordered if id(r) in shown], [r for r in ordered if id(r) not in shown]
 
 
 _Series = dict[tuple[str, str], dict[int, dict[str, Any]]]

@@ -13,8 +13,11 @@ bursts, common to both samples of a pair, cancel.
 
 Benchmarks pair as :func:`harness.results.store.match` says: never across providers, and never
 across user models whose sha256, input width or estimator differ (those are listed as not
-comparable, unless ``model_change="compare"``). Rows without raw samples (pytest-benchmark without
-``--benchmark-save-data``) cannot be tested: they are inconclusive, with their medians shown.
+comparable, unless ``model_change="compare"``; the report's ``changed_models`` name them: the
+model under test was not judged). A baseline holding runs of several models under one name (a
+folder that spans a model change) pools only the runs of the candidate's model. Rows without raw
+samples (pytest-benchmark without ``--benchmark-save-data``) cannot be tested: they are
+inconclusive, with their medians shown.
 """
 
 from __future__ import annotations
@@ -77,6 +80,27 @@ class GateReport:
     paired: bool = False
     not_comparable: tuple[tuple[str, str], ...] = ()
     model_change: ModelChange = "refuse"
+    #: Of ``not_comparable``: the model changed between the sides (``--model-change compare``
+    #: pairs them), or the baseline holds several models none of which is the candidate's.
+    changed_models: tuple[str, ...] = ()
+    mixed_models: tuple[str, ...] = ()
+
+    @property
+    def unjudged(self) -> tuple[str, ...]:
+        """Benchmarks not gated because the model under test changed: the gate cannot pass
+        them (``harness gate`` exits 2 unless something regressed)."""
+        return self.changed_models + self.mixed_models
+
+    def judge_it(self) -> str:
+        """The ways to judge a model that changed, for the table and the exit line."""
+        ways = []
+        if self.changed_models:
+            ways.append('`--model-change compare` gates them across the change ("model changed")')
+        if self.mixed_models:
+            ways.append("a baseline of one model (a result file, or a folder of its runs only)")
+        if not self.paired:  # not already --ab
+            ways.append("`harness gate --ab REF` times both models interleaved, the reliable way")
+        return "; ".join(ways)
 
     @property
     def regressed(self) -> list[GateRow]:
@@ -130,6 +154,12 @@ class GateReport:
         if self.not_comparable:
             lines += ["", f"Not comparable ({len(self.not_comparable)}, not gated):", ""]
             lines += [f"- {name}: {reason}" for name, reason in self.not_comparable]
+        if self.unjudged:
+            lines += [
+                "",
+                f"The model under test changed in {len(self.unjudged)} of them: not judged, so "
+                f"the gate does not pass. To judge it: {self.judge_it()}.",
+            ]
         for side, names in (("baseline", self.only_baseline), ("candidate", self.only_candidate)):
             if names:
                 lines += ["", f"Only in the {side} ({len(names)}, not gated): " + "; ".join(names)]
@@ -213,7 +243,8 @@ def gate(
     if metric == "speedup":  # the scikit-learn rows are the yardstick, not gated themselves
         keyed_a = [(k, r) for k, r in keyed_a if k.engine != "sklearn"]
         keyed_b = [(k, r) for k, r in keyed_b if k.engine != "sklearn"]
-    found = match(keyed_a, keyed_b, model_change=model_change, labels=("baseline", "candidate"))
+    labels = ("baseline", "candidate")
+    found = match(keyed_a, keyed_b, model_change=model_change, labels=labels, narrow_a=True)
     paired = (
         all(r.harness.get("paired") for r in (*baseline, *candidate))
         and len(baseline) == len(candidate) == 1
@@ -239,7 +270,9 @@ def gate(
             if yard not in sk_a or yard not in sk_b:
                 partial.append((name, a, b, None, _join(note, "no scikit-learn row in both runs")))
                 continue
-            refs = match(sk_a[yard], sk_b[yard], model_change=model_change)
+            refs = match(
+                sk_a[yard], sk_b[yard], model_change=model_change, labels=labels, narrow_a=True
+            )
             if len(refs.matched) != 1:
                 reasons = "; ".join(r for _, r in refs.not_comparable) or "not one row per run"
                 why = f"scikit-learn reference not comparable: {reasons}"
@@ -299,6 +332,8 @@ def gate(
         paired=paired,
         not_comparable=tuple(found.not_comparable),
         model_change=model_change,
+        changed_models=found.changed_models,
+        mixed_models=found.mixed_models,
     )
 
 

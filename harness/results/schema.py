@@ -95,7 +95,10 @@ class ExtraInfo(TypedDict, total=False):
     export_seconds: float
     calls_per_sample: int  # gate --ab: calls averaged in one sample
     # The export's parity against its reference
-    parity: str  # "pass", "fail", "reference", "reference-eager", "quantized", ...
+    # "pass", "fail", "reference", "reference-eager", "quantized"; a user's .onnx: "paired"
+    # (its pair's verdict is harness.parity), "unchecked" (no reference), or the verdict of the
+    # pytest session's harness_check, "pass" / "fail" (none where no harness_check ran)
+    parity: str
     parity_max_abs_err: float | None
     parity_max_rel_err: float | None
     parity_rtol: float

@@ -954,12 +954,32 @@ class Pair(NamedTuple):
 
 
 class Matches(NamedTuple):
-    """Pairs, ids found on one side only, and (name, reason) for what must not be compared."""
+    """Pairs, ids found on one side only, and (name, reason) for what must not be compared;
+    of those, the ids not compared because the model changed between the sides
+    (``changed_models``: ``model_change="compare"`` pairs them) or because a side holds runs of
+    several models under the id (``mixed_models``)."""
 
     matched: list[Pair]
     only_a: list[str]
     only_b: list[str]
     not_comparable: list[tuple[str, str]]
+    changed_models: tuple[str, ...] = ()
+    mixed_models: tuple[str, ...] = ()
+
+
+def _narrowed(ga: list[RowGroup], gb: list[RowGroup], label: str) -> tuple[list[RowGroup], str]:
+    """Side A's groups of one id, narrowed to the one whose model is side B's single model
+    (a baseline folder that spans a model change), with a note saying so; else unchanged."""
+    if len(ga) < 2 or len(gb) != 1:
+        return ga, ""
+    same = [g for g in ga if not _differences(g.identity, gb[0].identity)]
+    if len(same) != 1:
+        return ga, ""
+    others = sum(len(g.rows) for g in ga if g is not same[0])
+    return same, (
+        f"{label}: the {len(same[0].rows)} run(s) of this model only, {others} of another model "
+        "left out"
+    )
 
 
 def match(
@@ -968,6 +988,7 @@ def match(
     *,
     model_change: ModelChange = "refuse",
     labels: tuple[str, str] = ("A", "B"),
+    narrow_a: bool = False,
 ) -> Matches:
     """Pair the benchmarks of two sides (keyed rows, see :func:`keyed_rows`).
 
@@ -975,7 +996,9 @@ def match(
     identities differ (model sha256 of a user model, input width, estimator, active provider,
     origin) is not comparable, with the reason; ``model_change="compare"`` pairs across model
     differences instead and notes them. Ids on one side only that differ from the other side's
-    by the provider alone are listed as not comparable too.
+    by the provider alone are listed as not comparable too. ``narrow_a``: where A holds runs of
+    several models under one id and B one, only A's runs of B's model are pooled (noted), as
+    the gate does with a baseline folder that spans a model change.
     """
     if model_change not in ("refuse", "compare"):
         raise ValueError(f"model_change must be 'refuse' or 'compare', got {model_change!r}")
@@ -987,23 +1010,35 @@ def match(
     allowed = MODEL_FIELDS if model_change == "compare" else frozenset()
     matched: list[Pair] = []
     not_comparable: list[tuple[str, str]] = []
+    changed: list[str] = []
+    mixed_models: list[str] = []
     for k in sorted(pools_a.keys() & pools_b.keys()):
         ga, gb = pools_a[k], pools_b[k]
+        narrowed = ""
+        if narrow_a:
+            ga, narrowed = _narrowed(ga, gb, labels[0])
         mixed = [
-            f"the {label} holds runs that differ ("
-            + "; ".join(r for _, r in _differences(groups[0].identity, groups[1].identity))
-            + ")"
+            (label, _differences(groups[0].identity, groups[1].identity))
             for label, groups in zip(labels, (ga, gb), strict=True)
             if len(groups) > 1
         ]
         if mixed:
-            not_comparable.append((k[1], "; ".join(mixed)))
+            reasons = [
+                f"the {label} holds runs that differ (" + "; ".join(r for _, r in diff) + ")"
+                for label, diff in mixed
+            ]
+            not_comparable.append((k[1], "; ".join(reasons)))
+            if any(field in MODEL_FIELDS for _, diff in mixed for field, _ in diff):
+                mixed_models.append(k[1])
             continue
         differences = _differences(ga[0].identity, gb[0].identity)
         if any(field not in allowed for field, _ in differences):
             not_comparable.append((k[1], "; ".join(r for _, r in differences)))
+            if all(field in MODEL_FIELDS for field, _ in differences):
+                changed.append(k[1])
             continue
         note = "model changed: " + "; ".join(r for _, r in differences) if differences else ""
+        note = "; ".join(n for n in (note, narrowed) if n)
         matched.append(Pair(ga[0].key, ga[0].rows, gb[0].rows, note))
     # one side only: the same benchmark on other providers is "not comparable", not missing
     leftover: list[dict[tuple[bool, str], set[str]]] = [{}, {}]
@@ -1027,7 +1062,9 @@ def match(
             (pools_b, pools_a, leftover[1]),
         )
     ]
-    return Matches(matched, only[0], only[1], sorted(not_comparable))
+    return Matches(
+        matched, only[0], only[1], sorted(not_comparable), tuple(changed), tuple(mixed_models)
+    )
 
 
 def pooled_samples(rows: Iterable[dict[str, Any]]) -> list[float]:

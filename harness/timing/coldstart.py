@@ -12,7 +12,8 @@ clean process is what a cold start is and resident memory is counted per process
 - ``session_seconds_median``: the median of up to ``repeats`` more creations in the same
   process (the first pays one-time costs such as kernel registration; later ones do not);
 - ``first_call_seconds``: the first ``run`` of the first session, on one row of the model's
-  input in the input's dtype (the call every warm-up hides: ~4x a warm call);
+  input in the input's dtype (a graph with a fixed batch size: that many copies of it; the
+  call every warm-up hides: ~4x a warm call);
 - ``rss_after_import_bytes`` and ``peak_rss_bytes``: the process's peak resident memory
   after the import and after the first call (``VmHWM`` on Linux, see ``_peak_rss``): their
   difference is what the model itself costs;
@@ -361,7 +362,8 @@ def _child(spec: dict[str, Any]) -> dict[str, Any]:
         dtype = _ORT_DTYPES.get(first.type)
         if dtype is None:
             raise ValueError(f"input {first.name!r} is {first.type}, not a numeric tensor")
-        x = np.asarray([spec["row"]], dtype=dtype)
+        lead = first.shape[0] if first.shape else None  # a fixed batch size takes no other
+        x = np.asarray([spec["row"]] * (lead if isinstance(lead, int) and lead > 0 else 1), dtype)
         start = time.perf_counter()
         session.run(None, {first.name: x})
         out["first_call_seconds"] = time.perf_counter() - start

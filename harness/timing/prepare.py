@@ -311,6 +311,8 @@ def _prepare_user(point: BenchPoint, selection: Selection) -> Runner:
             "placement": engine_info.get("placement"),
             "nodes_per_provider": engine_info["nodes_per_provider"],
         }
+        if loaded.scoring is not None:
+            extra_onnx["scoring"] = loaded.scoring
     info: dict[str, Any] = {
         "case": user.label,
         "origin": "user",
