@@ -19,6 +19,7 @@ __all__ = [
     "LABEL_CONVENTION_KEY",
     "MIN_RUNTIME_KEY",
     "OFFSET_KEY",
+    "QUANTIZED_KEY",
     "SCORE_KIND_KEY",
     "THRESHOLD_KEY",
     "decode_metadata",
@@ -44,6 +45,9 @@ LABEL_CONVENTION_KEY = "label_convention"
 CONVENTIONS: tuple[str, ...] = ("sklearn", "pyod")
 #: Under the "pyod" convention: PyOD's ``threshold_``, label 1 where decision_function > it.
 THRESHOLD_KEY = "threshold"
+#: How ``engines.quantize`` made the graph ("fp16", "dynamic-int8", "static-int8"): its answers
+#: are a quantized model's, held to rank bounds, not to float32's rounding.
+QUANTIZED_KEY = "quantized"
 #: The oldest onnxruntime (major.minor, e.g. "1.20") that loads the graph, from its IR version
 #: and opsets as measured per release (engines.native._runtime.LOADS).
 MIN_RUNTIME_KEY = "min_onnxruntime"

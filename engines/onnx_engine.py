@@ -193,16 +193,15 @@ class OnnxEngine(Engine):
         except (
             Exception
         ) as exc:  # ORT raises its own exception types; say what failed and what to do
-            hint = (
-                " If its IR version or opset is newer than this onnxruntime supports, "
-                "re-export with an explicit ir_version and target opset, or upgrade onnxruntime."
-                if _VERSION_TROUBLE.search(str(exc))
-                else ""
-            )
-            raise ModelLoadError(
-                f"onnxruntime {ort.__version__} cannot load {self._name()}: "
-                f"{_ort_message(exc).rstrip('.')}.{hint}"
-            ) from exc
+            said = _ort_message(exc).rstrip(".")
+            cannot = f"onnxruntime {ort.__version__} cannot load {self._name()}"
+            if _VERSION_TROUBLE.search(said):  # the advice first: onnxruntime's text is long
+                raise ModelLoadError(
+                    f"{cannot}. If its IR version or opset is newer than this onnxruntime "
+                    "supports, re-export with an explicit ir_version and target opset, or "
+                    f"upgrade onnxruntime. onnxruntime says: {said}."
+                ) from exc
+            raise ModelLoadError(f"{cannot}: {said}.") from exc
 
     def _bind_io(
         self, proto: onnx.ModelProto, offset: float | None, score_kind: str | None
@@ -556,13 +555,46 @@ _IN_MEMORY_EXTERNAL = hasattr(ort.SessionOptions, "add_external_initializers_fro
 _VERSION_TROUBLE = re.compile(r"ir.?version|opset|Unsupported model", re.IGNORECASE)
 # onnxruntime's status prefix, e.g. "[ONNXRuntimeError] : 2 : INVALID_ARGUMENT : ".
 _ORT_STATUS = re.compile(r"^\[ONNXRuntimeError\] : \d+ : (\w+) : ")
+# A C++ source location onnxruntime quotes, then the signature of the function that raised
+# (a return type maybe, a qualified name, its opening bracket).
+_CPP_SOURCE = re.compile(r"\S+\.(?:cc|cpp|cxx|h|hpp):\d+ (?:[\w:<>*&]+ )?[\w:<>~]+::[\w<>~]+\(")
+_CONST = re.compile(r"^\s*const\b")
+# Sentences of onnxruntime's opset refusal that hold no fact (the opset and the newest it
+# supports are in the others).
+_ORT_BOILERPLATE = re.compile(
+    r"ONNX Runtime only \*guarantees\* support for models stamped with official released "
+    r"onnx opset versions\. |The operator schemas and or other functionality may change "
+    r"before next ONNX release and in this case ONNX Runtime will not guarantee backward "
+    r"compatibility\. "
+)
 
 
 def _ort_message(exc: BaseException) -> str:
-    """onnxruntime's message on one line, its status prefix shortened: its details (e.g.
-    "index: 0 Got: 16 Expected: 1") follow line breaks that a one-line display would cut."""
+    """onnxruntime's message on one line, its status prefix shortened and the C++ source
+    location and signature it quotes left out: its details (e.g. "index: 0 Got: 16
+    Expected: 1") follow line breaks that a one-line display would cut."""
     text = " ".join(str(exc).split()) or type(exc).__name__
-    return _ORT_STATUS.sub(r"\1: ", text)
+    return _ORT_BOILERPLATE.sub("", _without_cpp_source(_ORT_STATUS.sub(r"\1: ", text)))
+
+
+def _without_cpp_source(text: str) -> str:
+    """``text`` less each C++ source location onnxruntime quotes with the signature of the
+    function that raised ("/onnxruntime_src/.../model.cc:256 onnxruntime::Model::Model(
+    onnx::ModelProto&&, ...) Unsupported model IR version: 15" -> "Unsupported model IR
+    version: 15"): hundreds of characters that say nothing to the user."""
+    out, rest = [], text
+    while (found := _CPP_SOURCE.search(rest)) is not None:
+        depth, end = 0, -1
+        for i in range(found.end() - 1, len(rest)):  # from the signature's "(" to its ")"
+            depth += {"(": 1, ")": -1}.get(rest[i], 0)
+            if depth == 0:
+                end = i + 1
+                break
+        if end < 0:  # cut short: keep it as it is
+            break
+        out.append(rest[: found.start()])
+        rest = _CONST.sub("", rest[end:]).lstrip()
+    return "".join(out) + rest
 
 
 @dataclasses.dataclass(frozen=True)

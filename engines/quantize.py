@@ -15,6 +15,7 @@ import onnx
 from engines._io import atomic_write_bytes
 from engines.config import EngineConfig
 from engines.errors import ModelLoadError, UnsupportedModelError
+from engines.metadata import QUANTIZED_KEY, write_metadata
 
 __all__ = ["QUANTIZABLE_OPS", "QuantizeReport", "quantize"]
 
@@ -137,6 +138,7 @@ def quantize(
     else:
         quantized = _to_int8(src, mode, input_name, calibration_data)
         n_nodes = sum(1 for n in quantized.graph.node if n.op_type in _QUANTIZED_OPS)
+    write_metadata(quantized, {QUANTIZED_KEY: mode})
     atomic_write_bytes(dst, quantized.SerializeToString())
     rows = parity_data if parity_data is not None else calibration_data
     if rows is None:

@@ -78,13 +78,22 @@ class SklearnEngine(Engine):
         answers = METHODS if is_outlier_detector(final) else ("score_samples",)
         self._methods = frozenset(m for m in answers if hasattr(estimator, m))
         if not self._methods:
-            hint = (
-                " (LocalOutlierFactor with novelty=False only labels its own training data; "
-                "refit it with novelty=True to score new rows)"
-                if hasattr(estimator, "negative_outlier_factor_")
-                else "; it is not an anomaly detector"
+            if hasattr(estimator, "negative_outlier_factor_"):
+                hint = (
+                    " (LocalOutlierFactor with novelty=False only labels its own training "
+                    "data; refit it with novelty=True to score new rows)"
+                )
+            elif hasattr(estimator, "predict_proba") or hasattr(estimator, "predict"):
+                hint = (
+                    ": it is a classifier or regressor (its predict "
+                    "is a class or a value); to serve one as an anomaly scorer, wrap it in "
+                    "engines.SupervisedScorer(model, prefit=True) and save that"
+                )
+            else:
+                hint = "; it is not an anomaly detector"
+            raise UnsupportedModelError(
+                f"{type(estimator).__name__} answers none of {METHODS} as an anomaly detector{hint}"
             )
-            raise UnsupportedModelError(f"{type(estimator).__name__} has none of {METHODS}{hint}")
         width = getattr(estimator, "n_features_in_", None)
         if width is None and pyod:  # most PyOD detectors keep no n_features_in_ of their own
             try:

@@ -536,11 +536,33 @@ def neighbour_ties(
     finite = np.isfinite(rows).all(axis=1)
     ties = np.zeros(len(rows), dtype=bool)
     if finite.any():
+        # the k-th neighbour's rivals: up to 8 more, those within the slack of its distance
+        wider = min(k + 8, int(lof.n_samples_fit_))
         with np.errstate(all="ignore"):
-            distance, _ = lof.kneighbors(rows[finite], n_neighbors=k + 1)
-            gap = distance[:, k] - distance[:, k - 1]
-            ties[finite] = gap <= slack * float(np.finfo(precision).eps) * distance[:, k]
+            distance, index = lof.kneighbors(rows[finite], n_neighbors=wider)
+            window = slack * float(np.finfo(precision).eps) * distance[:, k : k + 1]
+            rivals = np.abs(distance - distance[:, k - 1 : k]) <= window
+        ties[finite] = rivals[:, k] & ~_interchangeable(lof, index, rivals)
     return ties
+
+
+def _interchangeable(
+    lof: Any, index: npt.NDArray[Any], rivals: npt.NDArray[np.bool_]
+) -> npt.NDArray[np.bool_]:
+    """Rows whose rival neighbours (``index`` where ``rivals``) give the same score whichever
+    of them is the k-th: the same local reachability density and the same k-distance (copies
+    of one training row, as in data with many duplicates). None where scikit-learn's fitted
+    attributes are not there to tell."""
+    density = getattr(lof, "_lrd", None)
+    fitted = getattr(lof, "_distances_fit_X_", None)
+    if density is None or fitted is None:
+        return np.zeros(len(index), dtype=bool)
+    same = np.ones(len(index), dtype=bool)
+    for values in (np.asarray(density)[index], np.asarray(fitted)[:, -1][index]):
+        high = np.where(rivals, values, -np.inf).max(axis=1)
+        low = np.where(rivals, values, np.inf).min(axis=1)
+        same &= high == low
+    return same
 
 
 def float32_twin(estimator: Any) -> Any | None:
@@ -563,6 +585,71 @@ def float32_twin(estimator: Any) -> Any | None:
         return twin if _cast_fitted(twin) else None
     except (AttributeError, TypeError, ValueError):  # a read-only or validated attribute
         return None
+
+
+def float32_answer(estimator: Any, method: str) -> Callable[[npt.NDArray[Any]], Any] | None:
+    """``method`` of an estimator whose own code computes in float64 whatever it is given,
+    computed in float32 from its formula; None for other estimators (their float32 twin,
+    :func:`float32_twin`, shows their float32 noise).
+
+    libsvm's OneClassSVM casts a float32 twin's arrays back to float64, so the twin showed no
+    noise at all, while its decision (a sum of kernel terms that cancel down to far less than
+    each) loses hundreds of eps of the answer in float32: a correct float32 graph failed.
+    The decision is ``dual_coef_ @ K(support_vectors_, x) + intercept_``, score_samples that
+    plus ``offset_``; a pipeline's steps before it are its float32 twin's.
+
+    Example:
+        >>> from sklearn.svm import OneClassSVM
+        >>> X = np.random.default_rng(0).normal(size=(100, 3))
+        >>> svm = OneClassSVM(kernel="poly").fit(X)
+        >>> answer = float32_answer(svm, "decision_function")
+        >>> got = answer(X[:5].astype(np.float32))
+        >>> got.dtype, bool(np.allclose(got, svm.decision_function(X[:5]), atol=1e-4))
+        (dtype('float32'), True)
+    """
+    from sklearn.svm import OneClassSVM
+
+    steps = list(getattr(estimator, "steps", []))
+    final = steps[-1][1] if steps else estimator
+    if type(final) is not OneClassSVM or method not in ("decision_function", "score_samples"):
+        return None
+    if not isinstance(final.kernel, str) or final.kernel == "precomputed":
+        return None
+    before = None
+    if len(steps) > 1:
+        from sklearn.pipeline import Pipeline
+
+        before = float32_twin(Pipeline(steps[:-1]))
+        if before is None:
+            return None
+    f32 = np.float32
+    support = np.asarray(final.support_vectors_, dtype=f32)
+    dual = np.asarray(final.dual_coef_, dtype=f32).reshape(-1)
+    intercept = f32(np.asarray(final.intercept_).reshape(-1)[0])
+    shift = f32(final.offset_) if method == "score_samples" else f32(0.0)
+    gamma, coef0, degree = f32(final._gamma), f32(final.coef0), int(final.degree)
+
+    def answer(X: npt.NDArray[Any]) -> npt.NDArray[np.float32]:
+        rows = np.asarray(X, dtype=f32)
+        if before is not None:
+            rows = np.asarray(before.transform(rows), dtype=f32)
+        if final.kernel == "rbf":
+            squared = (
+                np.einsum("ij,ij->i", rows, rows)[:, None]
+                - f32(2) * (rows @ support.T)
+                + np.einsum("ij,ij->i", support, support)[None, :]
+            )
+            kernel = np.exp(-gamma * np.maximum(squared, f32(0)))
+        elif final.kernel == "linear":
+            kernel = rows @ support.T
+        elif final.kernel == "poly":
+            kernel = (gamma * (rows @ support.T) + coef0) ** degree
+        else:  # sigmoid
+            kernel = np.tanh(gamma * (rows @ support.T) + coef0)
+        decision: npt.NDArray[np.float32] = (kernel @ dual + intercept + shift).astype(f32)
+        return decision
+
+    return answer
 
 
 def fixed_bound(

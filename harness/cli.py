@@ -3,7 +3,8 @@
 Exit codes, the same for every command (CI can trust them):
 
 - 0: pass.
-- 1: a discrepancy (parity) or a regression (``gate``).
+- 1: a discrepancy (parity), a regression (``gate``), or a flagged benchmark (``history
+  --fail-on-flag``).
 - 2: a usage or input error: bad options, unreadable model, data or result files, an
   output location that cannot be written.
 - 3: inconclusive under ``--strict`` (``gate``).
@@ -35,6 +36,7 @@ from harness.options import (
     parse_known_gaps,
     project_settings,
     selection_from_options,
+    stale_gaps_advice,
 )
 
 __all__ = ["DEPRECATED_OPTIONS", "EXAMPLES", "EXIT_CODES", "build_parser", "main"]
@@ -116,7 +118,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="harness",
         description="Conformance and performance harness for anomaly detectors exported to ONNX.",
-        epilog="exit codes: 0 pass, 1 discrepancy or regression, 2 usage or input error, "
+        epilog="exit codes: 0 pass, 1 discrepancy, regression or (history --fail-on-flag) a "
+        "flagged benchmark, 2 usage or input error, "
         "3 inconclusive (--strict), 4 fault of the harness itself, 130 interrupted",
         formatter_class=_HelpFormatter,
     )
@@ -182,10 +185,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     compare = command(
         "compare",
-        help="put two runs side by side (B / A per benchmark), across machines and providers too",
+        help="put two runs side by side (B / A per benchmark), across machines too",
         description="Print a markdown table of each benchmark's median in A and in B and their "
-        "ratio B / A; A and B may come from different machines and providers. Unreadable "
-        "files are reported and skipped, interrupted runs left out.",
+        "ratio B / A; A and B may come from different machines. An ONNX benchmark never pairs "
+        "with one on another provider (listed as not comparable); scikit-learn rows run on no "
+        "provider and pair across them. Unreadable files are reported and skipped, interrupted "
+        "runs left out.",
     )
     compare.add_argument("a", type=Path, help="result file or folder A (the reference)")
     compare.add_argument("b", type=Path, help="result file or folder B")
@@ -393,6 +398,12 @@ def build_parser() -> argparse.ArgumentParser:
         type=_percent,
         default=0.05,
         help="smallest total drift reported as creep, as 5%% or 0.05 (default: 5%%)",
+    )
+    history.add_argument(
+        "--fail-on-flag",
+        action="store_true",
+        help="exit 1 when any benchmark is flagged (a level change or creep), for a nightly "
+        "CI alarm; without it, flags are reported and the exit is 0",
     )
     _add_include_interrupted(history)
     history.set_defaults(handler=_cmd_history)
@@ -640,8 +651,9 @@ def _cmd_check(args: argparse.Namespace) -> int:
     from harness.checks.pair import CheckSetupError, check_pair, outcomes_table
 
     try:
+        settings = project_settings()
         gaps, bound, trusted = pair_settings(
-            project_settings(),
+            settings,
             known_gaps=parse_known_gaps(args.known_gap),
             input_bound=args.input_bound,
             trusted=args.trusted or (),
@@ -666,6 +678,9 @@ def _cmd_check(args: argparse.Namespace) -> int:
         print(f"harness check: {exc}", file=sys.stderr)
         return 2
     print(outcomes_table(outcomes))
+    stale = stale_gaps_advice(outcomes, settings, given="--known-gap")
+    if stale is not None:
+        print(f"harness check: {stale}", file=sys.stderr)
     payload = json.dumps([o.as_dict() for o in outcomes], indent=1, default=float)
     written = _write_outputs("check", ((args.json, "--json", payload),))
     if any(o.status in ("fail", "xpass", "error") for o in outcomes):
@@ -708,6 +723,12 @@ def _cmd_history(args: argparse.Namespace) -> int:
     )
     for s in flagged:
         print(f"  {s.machine}/{s.provider} {s.name}: {s.flags}")
+    if flagged and args.fail_on_flag:
+        print(
+            f"harness history: {len(flagged)} benchmark(s) flagged (--fail-on-flag)",
+            file=sys.stderr,
+        )
+        return 1
     return 0
 
 
@@ -815,8 +836,16 @@ def _cmd_compare(args: argparse.Namespace) -> int:
         return 2
     a = _load_or_report([args.a], "compare", args.include_interrupted)
     b = _load_or_report([args.b], "compare", args.include_interrupted)
-    if not a or not b:
-        print("harness compare: both sides need at least one readable result file", file=sys.stderr)
+    if a is None or b is None:  # a path that does not exist: said above
+        return 2
+    sides = (("A", args.a, a), ("B", args.b, b))
+    empty = [f"{side} ({path})" for side, path, got in sides if not got]
+    if empty:
+        print(
+            f"harness compare: no readable result file in {' nor in '.join(empty)}; each side "
+            "needs at least one",
+            file=sys.stderr,
+        )
         return 2
     table = compare_markdown(a, b)
     print(table)

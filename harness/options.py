@@ -27,6 +27,7 @@ __all__ = [
     "parse_known_gaps",
     "project_settings",
     "selection_from_options",
+    "stale_gaps_advice",
     "to_pytest_args",
 ]
 
@@ -286,6 +287,25 @@ def pair_settings(
     gaps = {**dict(settings.get("known-gaps", {})), **dict(known_gaps)}
     bound = settings.get("input-bound") if input_bound is None else input_bound
     return gaps, bound, (*settings.get("trusted", ()), *trusted)
+
+
+def stale_gaps_advice(
+    outcomes: Sequence[Any], settings: Mapping[str, Any] | None = None, *, given: str
+) -> str | None:
+    """What to do about declared known gaps that no longer reproduce (their checks passed:
+    xpass, a failure of the run), in one line; None when there are none. ``settings`` (from
+    :func:`project_settings`) names the pyproject.toml; ``given`` the other way gaps are
+    declared here (``--known-gap``, ``known_gaps=``)."""
+    fixed = [str(o.check) for o in outcomes if o.status == "xpass"]
+    if not fixed:
+        return None
+    where = (settings or {}).get("path") or "pyproject.toml"
+    one = len(fixed) == 1
+    return (
+        f"known gap{'' if one else 's'} {', '.join(fixed)} no longer "
+        f"reproduce{'s' if one else ''} (the check{'' if one else 's'} passed): remove "
+        f"{'it' if one else 'them'} from [tool.harness.known-gaps] in {where}, or from {given}"
+    )
 
 
 def project_settings(start: Path | None = None) -> dict[str, Any]:

@@ -18,6 +18,7 @@ Fixtures for a user's own test suite:
 from __future__ import annotations
 
 import dataclasses
+import inspect
 import json
 import os
 from collections import Counter
@@ -391,24 +392,29 @@ def harness_check(
     """Check a model pair like ``harness check`` (``[tool.harness]`` of the project's
     pyproject.toml included); fails the test with the evidence.
 
+    ``harness_check(model, reference, *, data=None, known_gaps=None, input_bound=None,
+    profile=None, trusted=(), trust_pickle=False, project=<rootdir>)``; ``help()`` on it
+    says what each is, and a keyword it does not take is a TypeError listing them.
+
     Example::
 
         def test_parity(harness_check):
             harness_check("model.onnx", "model.skops", data="rows.csv")
     """
-    from harness.testing import check_fixture
+    from harness.testing import check_fixture, fixture_callable
 
-    def check(model: str | Path, reference: str | Path, **kwargs: Any) -> PairVerdict:
-        kwargs.setdefault("project", Path(request.config.rootpath))
+    def check(bound: inspect.BoundArguments) -> PairVerdict:
+        bound.arguments.setdefault("project", Path(request.config.rootpath))
+        model = bound.arguments["model"]
         try:
-            verdict = check_fixture(model, reference, **kwargs)
+            verdict = check_fixture(*bound.args, **bound.kwargs)
         except pytest.fail.Exception:  # a discrepancy, or a pair it could not check
             harness_session.note_parity(model, "fail")
             raise
         harness_session.note_parity(model, "pass")
         return verdict
 
-    return check
+    return fixture_callable("harness_check", check_fixture, 0, check)
 
 
 @pytest.fixture
@@ -417,20 +423,25 @@ def harness_benchmark(
 ) -> Callable[..., BenchmarkOutcome]:
     """Time an ONNX model (and its reference, in the same test) with pytest-benchmark.
 
+    ``harness_benchmark(model, *, reference=None, data=None, batch_size=100, provider="cpu",
+    threads=1, rounds=None, trusted=(), trust_pickle=False)``; ``help()`` on it says what
+    each is, and a keyword it does not take is a TypeError listing them.
+
     Example::
 
         def test_speed(harness_benchmark):
             result = harness_benchmark("model.onnx", reference="model.skops", batch_size=100)
             assert result.active_provider == "CPUExecutionProvider"
     """
-    from harness.testing import benchmark_fixture
+    from harness.testing import benchmark_fixture, fixture_callable
 
     benchmark = request.getfixturevalue("benchmark")
 
-    def run(model: str | Path, **kwargs: Any) -> BenchmarkOutcome:
-        return benchmark_fixture(benchmark, harness_session, request.node, model, **kwargs)
+    def run(bound: inspect.BoundArguments) -> BenchmarkOutcome:
+        node = request.node
+        return benchmark_fixture(benchmark, harness_session, node, *bound.args, **bound.kwargs)
 
-    return run
+    return fixture_callable("harness_benchmark", benchmark_fixture, 3, run)
 
 
 # -- progress of a harness run's nested sessions -------------------------------------------

@@ -33,7 +33,7 @@ from typing import TYPE_CHECKING, Any
 
 from harness._signals import on_sigterm
 from harness.console import Progress, format_seconds, live_terminal
-from harness.options import to_pytest_args
+from harness.options import OptionError, project_settings, stale_gaps_advice, to_pytest_args
 from harness.plugin import SESSION_KEY, PytestProgress
 from harness.results.schema import extra_of
 from harness.timing.points import Selection
@@ -79,6 +79,14 @@ class _Collector:
             self.failed.append(test_id)
         elif report.when == "call":
             self.passed += 1
+
+
+def _run_line(line: str) -> str:
+    """A line of the plugin's session (the cold start) as ``harness run`` says its own: the
+    plugin's "harness:" is "harness run:" here."""
+    return (
+        f"harness run: {line.removeprefix('harness: ')}" if line.startswith("harness: ") else line
+    )
 
 
 class RunOutcome:
@@ -303,6 +311,13 @@ def _user_parity(selection: Selection, out: Path) -> dict[str, Any] | None:
     table = outcomes_table(outcomes)
     (out / "parity.md").write_text(f"# Parity of {user.label}\n\n{table}\n")
     print(table, flush=True)
+    try:
+        settings = project_settings()  # where the known gaps were declared, to say so
+    except OptionError:
+        settings = {}
+    stale = stale_gaps_advice(outcomes, settings, given="--known-gap")
+    if stale is not None:
+        print(f"harness run: {stale}", flush=True)
     failed = [o.check for o in outcomes if o.status in ("fail", "xpass", "error")]
     return {
         "model": user.label,
@@ -370,14 +385,20 @@ def _run(
     if selection.user_model is not None:  # loaded once by the preflight (cached)
         from harness.cases.usermodel import load_user_model
 
-        scoring = load_user_model(selection.user_model).scoring
-        if scoring is not None:
-            print(f"harness run: note: {selection.user_model.model} scores {scoring}", flush=True)
+        loaded = load_user_model(selection.user_model)
+        if loaded.scoring is not None:
+            print(
+                f"harness run: note: {selection.user_model.model} scores {loaded.scoring}",
+                flush=True,
+            )
+        repeated = loaded.repeated_rows(selection.effective_batch_sizes)
+        if repeated is not None:
+            print(f"harness run: note: {repeated}", flush=True)
     live = not verbose and live_terminal(sys.stdout)  # pytest writes there too with verbose
     bench = PytestProgress(
         Progress("benchmarks", live=live, statuses=not verbose), say_failures=not verbose
     )
-    collector = _Collector(say=lambda line: bench.progress.note(f"  {line}"))
+    collector = _Collector(say=lambda line: bench.progress.note(f"  {_run_line(line)}"))
     start = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="harness-run-") as tmp:
         workdir = Path(tmp)

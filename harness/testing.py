@@ -8,10 +8,11 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import inspect
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import numpy as np
 
@@ -28,9 +29,13 @@ __all__ = [
     "BenchmarkOutcome",
     "PairVerdict",
     "benchmark_fixture",
+    "bind_fixture_call",
     "check_fixture",
+    "fixture_callable",
     "store_rows",
 ]
+
+_T = TypeVar("_T")
 
 #: Statuses that fail a run: a real discrepancy, or a declared gap that no longer reproduces.
 FAILING = ("fail", "xpass", "error")
@@ -62,18 +67,39 @@ def check_fixture(
 ) -> PairVerdict:
     """Run ``harness check`` on a pair inside a test; fail the test with the evidence.
 
-    As on the command line, ``[tool.harness]`` of the nearest pyproject.toml at or above
-    ``project`` (the plugin passes pytest's rootdir) gives the known gaps, input bound and
-    trusted types; the arguments add to them (a gap given here replaces the file's)."""
+    ``harness_check(model, reference, **keywords)``: ``model`` the .onnx file, ``reference``
+    the model it was exported from (.skops; .pkl/.joblib with ``trust_pickle=True``).
+    Keywords, all optional:
+
+    - ``data``: representative rows, a .npy/.csv/.parquet path or an array (default: rows
+      generated from the reference).
+    - ``known_gaps``: ``{check: reason}``, strict expected failures.
+    - ``input_bound``: generated inputs within the data's range widened this many times.
+    - ``profile``: Hypothesis examples per check, "dev", "ci" or "nightly" (default:
+      $HYPOTHESIS_PROFILE, else ci).
+    - ``trusted``: types to trust in the .skops reference.
+    - ``trust_pickle``: load a .pkl/.joblib reference (pickle runs code).
+    - ``project``: the folder whose nearest pyproject.toml gives ``[tool.harness]`` (the
+      plugin passes pytest's rootdir; None ignores the file).
+
+    As on the command line, ``[tool.harness]`` gives the known gaps, input bound and trusted
+    types; the arguments add to them (a gap given here replaces the file's).
+
+    Example::
+
+        verdict = harness_check("detector.onnx", "detector.skops", data="rows.csv")
+    """
     import pytest
 
     from harness.checks.pair import CheckSetupError, check_pair, outcomes_table
-    from harness.options import OptionError, pair_settings, project_settings
+    from harness.options import OptionError, pair_settings, project_settings, stale_gaps_advice
 
     refused: str | None = None
+    settings: dict[str, Any] = {}
     try:
+        settings = project_settings(project) if project is not None else {}
         gaps, bound, trusted = pair_settings(
-            project_settings(project) if project is not None else {},
+            settings,
             known_gaps=known_gaps or {},
             input_bound=input_bound,
             trusted=trusted,
@@ -97,8 +123,47 @@ def check_fixture(
         pytest.fail(f"harness check cannot check this pair: {refused}", pytrace=False)
     verdict = PairVerdict(tuple(outcomes), outcomes_table(outcomes))
     if verdict.failed:
-        pytest.fail(f"parity of {model} against {reference}:\n{verdict.table}", pytrace=False)
+        stale = stale_gaps_advice(outcomes, settings, given="known_gaps=")
+        advice = "" if stale is None else f"\n{stale}"
+        pytest.fail(
+            f"parity of {model} against {reference}:\n{verdict.table}{advice}", pytrace=False
+        )
     return verdict
+
+
+def bind_fixture_call(
+    name: str, signature: inspect.Signature, args: Sequence[Any], kwargs: Mapping[str, Any]
+) -> inspect.BoundArguments:
+    """A fixture call's arguments bound to ``signature``; a misspelt or missing argument is a
+    TypeError that names the fixture and every argument it takes (not an internal function)."""
+    try:
+        return signature.bind(*args, **kwargs)
+    except TypeError as exc:
+        params = signature.parameters.values()
+        positional = [p.name for p in params if p.kind is p.POSITIONAL_OR_KEYWORD]
+        keywords = [p.name for p in params if p.kind is p.KEYWORD_ONLY]
+        raise TypeError(
+            f"{name}(): {exc}; it takes {', '.join(positional)} and the keywords "
+            f"{', '.join(keywords)}"
+        ) from None
+
+
+def fixture_callable(
+    name: str, fn: Callable[..., _T], internal: int, body: Callable[[inspect.BoundArguments], _T]
+) -> Callable[..., _T]:
+    """What the fixture ``name`` hands a test: ``fn``'s signature less its first ``internal``
+    parameters (the plugin's), checked on every call (:func:`bind_fixture_call`), then
+    ``body`` on the bound arguments; ``fn``'s docstring, for ``help()``."""
+    full = inspect.signature(fn)
+    signature = full.replace(parameters=list(full.parameters.values())[internal:])
+
+    def call(*args: Any, **kwargs: Any) -> _T:
+        return body(bind_fixture_call(name, signature, args, kwargs))
+
+    call.__name__ = call.__qualname__ = name
+    call.__doc__ = fn.__doc__
+    setattr(call, "__signature__", signature)  # noqa: B010 - what inspect.signature reads
+    return call
 
 
 @dataclasses.dataclass(frozen=True)
@@ -136,7 +201,27 @@ def benchmark_fixture(
     trusted: Sequence[str] = (),
     trust_pickle: bool = False,
 ) -> BenchmarkOutcome:
-    """Time ``model`` at ``batch_size`` with pytest-benchmark, the reference in the same test."""
+    """Time ``model`` at ``batch_size`` with pytest-benchmark, the reference in the same test.
+
+    ``harness_benchmark(model, **keywords)``: ``model`` the .onnx file. Keywords, all
+    optional:
+
+    - ``reference``: the model it was exported from (.skops), timed in the same test for
+      ``speedup`` (default: none, no speed-up).
+    - ``data``: the rows batches are made of, a .npy/.csv/.parquet path (default: rows
+      generated for the model's input width).
+    - ``batch_size``: rows per call (default 100).
+    - ``provider``: "cpu", "cuda" or "tensorrt" (default "cpu"; strict: never another).
+    - ``threads``: onnxruntime intra-op threads (default 1).
+    - ``rounds``: timed calls (default: as many as fit in ~0.2 s, 5 to 200).
+    - ``trusted``: types to trust in the .skops reference.
+    - ``trust_pickle``: load a .pkl/.joblib reference (pickle runs code).
+
+    Example::
+
+        result = harness_benchmark("detector.onnx", reference="detector.skops", batch_size=1)
+        result.speedup, result.active_provider
+    """
     import pytest
 
     from engines import EngineConfig, OnnxEngine, SklearnEngine
@@ -189,6 +274,9 @@ def benchmark_fixture(
         "estimator": loaded.estimator_name,
         "method": loaded.method,
     }
+    distinct = len(np.unique(X, axis=0))
+    if distinct < batch_size:  # the batch repeats rows: the report says so
+        extra["distinct_rows"] = distinct
     benchmark.group = f"{user.label}-b{batch_size}-t{threads}"
     benchmark.extra_info.update(extra)
     benchmark.pedantic(method, args=(X,), rounds=n_rounds, iterations=1, warmup_rounds=1)

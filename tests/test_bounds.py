@@ -365,8 +365,10 @@ def test_neighbour_ties_of_a_lof_behind_a_scaler_and_inside_pyod() -> None:
 
     from engines.tolerance import neighbour_ties
 
-    train = np.array([[0.0, 0.0], [2.0, 0.0], [9.0, 0.0], [9.0, 5.0]])
-    rows = np.array([[1.0, 0.0], [1.5, 0.0]])  # 1.0: as far from 0 as from 2 (k = 1)
+    # (0, 0) and (2, 0) differ in their own k-distance (2 and 0.5): which one is the row's
+    # neighbour changes its score
+    train = np.array([[0.0, 0.0], [2.0, 0.0], [2.5, 0.0], [9.0, 5.0]])
+    rows = np.array([[1.0, 0.0], [1.6, 0.0]])  # 1.0: as far from 0 as from 2 (k = 1)
     piped = make_pipeline(StandardScaler(), LocalOutlierFactor(n_neighbors=1, novelty=True))
     assert neighbour_ties(piped.fit(train), rows).tolist() == [True, False]
     pyod = LOF(n_neighbors=1).fit(train)
@@ -374,6 +376,19 @@ def test_neighbour_ties_of_a_lof_behind_a_scaler_and_inside_pyod() -> None:
     assert neighbour_ties(IsolationForest(n_estimators=3).fit(train), rows) is None
     with_nan = neighbour_ties(piped, np.array([[np.nan, 0.0], [1.0, 0.0]]))
     assert with_nan.tolist() == [False, True]  # a row with NaN is errors_match's business
+
+
+def test_a_tie_between_copies_of_one_training_row_is_no_tie() -> None:
+    # data with many duplicates: a row whose k-th and (k+1)-th neighbours are copies of one
+    # training row was "undefined", and a moved training value hid behind 1,661 such rows
+    from sklearn.neighbors import LocalOutlierFactor
+
+    from engines.tolerance import neighbour_ties
+
+    train = np.array([[0.0, 0.0], [0.0, 0.0], [2.0, 0.0], [2.5, 0.0], [9.0, 5.0]])
+    lof = LocalOutlierFactor(n_neighbors=1, novelty=True).fit(train)
+    # -0.5: its nearest two are the copies of (0, 0); 1.0: as far from them as from (2, 0)
+    assert neighbour_ties(lof, np.array([[-0.5, 0.0], [1.0, 0.0]])).tolist() == [False, True]
 
 
 def test_boundary_rows_recombine_features_where_the_decision_jumps_over_the_cut() -> None:

@@ -437,3 +437,65 @@ def test_what_the_graph_borrows_from_the_reference_is_said(
     assert "'y' is read as an anomaly score, higher = more abnormal" in note
     assert "no threshold of its own" in note
     assert "Note: " in outcomes_table(outcomes)
+
+
+def _fixed_gap(*args: object, **kwargs: object) -> list[CheckOutcome]:
+    """check_pair's answer where the declared gap errors_match passed (xpass)."""
+    message = "known gap no longer reproduces: our converter ignores NaN routing"
+    return [
+        CheckOutcome("label_exact", "pass", 40, 0.0, "exact", "", None),
+        CheckOutcome("errors_match", "xpass", 40, 0.0, "-", message, None, known_gap="NaN"),
+    ]
+
+
+def test_a_gap_that_no_longer_reproduces_says_where_to_remove_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Strict XPASS said "known gap no longer reproduces" and not where the gap is declared."""
+    import harness.checks.pair as checks_pair
+    from harness.cli import main
+    from harness.testing import check_fixture
+
+    (tmp_path / "pyproject.toml").write_text(
+        '[tool.harness.known-gaps]\nerrors_match = "our converter ignores NaN routing"\n'
+    )
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(checks_pair, "check_pair", _fixed_gap)
+    assert main(["check", "--model", "m.onnx", "--reference", "m.skops"]) == 1
+    err = capsys.readouterr().err
+    assert (
+        "harness check: known gap errors_match no longer reproduces (the check passed): remove "
+        f"it from [tool.harness.known-gaps] in {tmp_path / 'pyproject.toml'}, or from "
+        "--known-gap"
+    ) in err
+    with pytest.raises(pytest.fail.Exception) as failed:
+        check_fixture("m.onnx", "m.skops", project=tmp_path)
+    assert str(failed.value).endswith(
+        f"remove it from [tool.harness.known-gaps] in {tmp_path / 'pyproject.toml'}, or from "
+        "known_gaps="
+    )
+
+
+@pytest.mark.parametrize("kernel", ["poly", "linear"])
+def test_a_float32_one_class_svm_is_held_to_float32_cancellation(
+    tmp_path: Path, kernel: str
+) -> None:
+    # libsvm casts a float32 twin's arrays back to float64, so the reference's own float32
+    # noise read as none, and a faithful plain skl2onnx export (its decision: kernel terms
+    # near 0.6 cancelling to 1e-4) failed 7 checks on bounds of 1e-9
+    from skl2onnx import to_onnx
+    from sklearn.svm import OneClassSVM
+
+    rng = np.random.default_rng(42)
+    X = rng.normal(size=(400, 8))
+    X[:20] += 4
+    X = X.astype(np.float32)
+    svm = OneClassSVM(kernel=kernel, nu=0.1).fit(X)
+    model = to_onnx(svm, X[:1], target_opset={"": 17, "ai.onnx.ml": 3})
+    onnx.save_model(model, tmp_path / "svm.onnx")
+    sio.dump(svm, tmp_path / "svm.skops")
+    outcomes = check_pair(tmp_path / "svm.onnx", tmp_path / "svm.skops", data=X)
+    decision = next(o for o in outcomes if o.check == "decision_close")
+    assert "conditioning" in decision.bound
+    if kernel == "poly":  # linear: float32 really flips labels near the cut
+        assert all(o.status != "fail" for o in outcomes), outcomes_table(outcomes)

@@ -41,7 +41,7 @@ from harness.results.store import (
     scan_results,
     write_result,
 )
-from tests._results import bench_row, result_payload, sample_rows
+from tests._results import bench_row, plain_payload, plain_row, result_payload, sample_rows
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -93,6 +93,14 @@ def _set(path: str, value: Any) -> Any:
 
 
 _DELETE = object()
+
+
+def _mutated_plain(change: Any) -> bytes:
+    """A plain pytest-benchmark file, changed."""
+    data = plain_payload([plain_row("tests/test_speed.py::test_sum", [1e-3] * 5)])
+    change(data)
+    return json.dumps(data).encode()
+
 
 #: name: (file content, the field or reason the gate must name)
 FAULTS: dict[str, tuple[bytes, str]] = {
@@ -148,6 +156,15 @@ FAULTS: dict[str, tuple[bytes, str]] = {
         "harness.conformance[0]",
     ),
     "paired a string": (_mutated(_set("harness.paired", "yes")), "harness.paired"),
+    # accepted silently and placed anywhere in the run order before
+    "datetime not a time": (
+        _mutated(_set("datetime", "yesterday")),
+        'datetime must be an ISO 8601 time such as 2026-11-25T09:00:00+00:00, got "yesterday"',
+    ),
+    "plain file without datetime": (
+        _mutated_plain(_set("datetime", _DELETE)),
+        "datetime is missing: pytest-benchmark writes when the run was made",
+    ),
 }
 
 

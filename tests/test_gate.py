@@ -369,3 +369,48 @@ def test_a_baseline_folder_across_a_model_change_pools_the_candidates_model_only
     assert "the baseline holds runs that differ (model sha256 differs" in out
     assert "a baseline of one model (a result file, or a folder of its runs only)" in err
     assert "harness gate --ab REF" in err
+
+
+# -- the table explains itself ---------------------------------------------------------------
+
+
+def _paired(samples: list[float]) -> ResultFile:
+    payload = result_payload([bench_row("iforest-100", "onnx-native", 1, samples)])
+    payload["harness"]["paired"] = True
+    return ResultFile(Path("ab.json"), payload)
+
+
+def test_a_paired_ratio_is_named_and_explained_where_it_disagrees_with_the_medians() -> None:
+    """gate --ab: baseline 0.0139 ms, candidate 0.0142 ms, ratio 0.990: the paired statistic
+    read as candidate / baseline of the medians shown."""
+    a = [1e-3 * x for x in (1.0, 2.0, 3.0, 4.0, 5.0)] * 8
+    b = [1e-3 * x for x in (0.95, 1.9, 4.5, 3.8, 4.75)] * 8  # 4 pairs in 5 faster, median higher
+    report = gate([_paired(a)], [_paired(b)])
+    (row,) = report.rows
+    assert row.candidate > row.baseline  # what the user saw: both are right
+    assert row.ratio < 1
+    md = report.to_markdown()
+    assert "| benchmark | baseline | candidate | paired ratio | CI | p (Holm) | verdict |" in md
+    note = md.split("| verdict |", 1)[1].strip().splitlines()[-1]
+    assert note.startswith("paired ratio: the median over the interleaved sample pairs")
+    assert "not the ratio of the medians shown" in note
+
+
+def test_an_unpaired_ratio_is_the_ratio_of_the_values_shown() -> None:
+    md = gate([_result(_rows(1.0))], [_result(_rows(1.4, seed=1))]).to_markdown()
+    assert "| benchmark | baseline | candidate | ratio | CI |" in md
+    said = "ratio: candidate / baseline of the medians shown (above 1: the candidate is slower)"
+    assert said in md
+
+
+def test_an_underflowed_p_value_is_shown_as_a_bound() -> None:
+    slow = [1e-3] * 2000 + [2e-3] * 2000
+    fast = [1e-4] * 2000 + [2e-4] * 2000
+    report = gate(
+        [_result([bench_row("iforest-100", "onnx-native", 1, fast)])],
+        [_result([bench_row("iforest-100", "onnx-native", 1, slow)])],
+    )
+    assert report.rows[0].p_adjusted < 1e-300
+    md = report.to_markdown()
+    assert "| < 1e-300 | **regressed** |" in md
+    assert "| 0 |" not in md

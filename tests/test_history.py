@@ -170,3 +170,17 @@ def test_a_latest_run_within_the_noise_is_no_step(tmp_path: Path) -> None:
     _history(tmp_path, [1.0] * 8 + [1.02])  # 2%: below the 5% threshold
     quiet = next(s for s in build_series(load_results([tmp_path])) if s.name.startswith("iforest"))
     assert quiet.flags == "-"
+
+
+def test_fail_on_flag_exits_1_when_something_is_flagged(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A nightly creep alarm had to parse the markdown: history exited 0 with flags."""
+    stepped, flat = tmp_path / "stepped", tmp_path / "flat"
+    _history(stepped, [1.0] * 6 + [1.3] * 6)
+    _history(flat, [1.0] * 8)
+    out = ["--out", str(tmp_path / "out")]
+    assert main(["history", str(stepped), *out]) == 0  # flags reported, exit 0 by default
+    assert main(["history", str(stepped), *out, "--fail-on-flag"]) == 1
+    assert "1 benchmark(s) flagged (--fail-on-flag)" in capsys.readouterr().err
+    assert main(["history", str(flat), *out, "--fail-on-flag"]) == 0

@@ -19,6 +19,7 @@ from engines import (
     ProviderUnavailableError,
     UnsupportedModelError,
 )
+from engines.onnx_engine import _ort_message
 from tests._models import linear_detector, reference_scores
 
 CPU1 = EngineConfig(provider="cpu", intra_op_threads=1)
@@ -305,6 +306,49 @@ def test_ir_version_too_new_for_onnxruntime() -> None:
 def test_opset_too_new_for_onnxruntime() -> None:
     with pytest.raises(ModelLoadError, match="cannot load"):
         OnnxEngine(linear_detector(opset=99), CPU1)
+
+
+@pytest.mark.parametrize(("ir", "opset"), [(99, None), (None, 99)])
+def test_a_model_too_new_gets_the_advice_first_without_cpp_signatures(
+    ir: int | None, opset: int | None
+) -> None:
+    """About 700 characters of onnxruntime's C++ location and signature came before the
+    advice (IR 20, opset 30)."""
+    given = {k: v for k, v in (("ir_version", ir), ("opset", opset)) if v is not None}
+    with pytest.raises(ModelLoadError) as caught:
+        OnnxEngine(linear_detector(**given), CPU1)  # type: ignore[arg-type]
+    said = str(caught.value)
+    assert said.index("re-export with an explicit ir_version and target opset") < 200
+    assert "onnxruntime::" not in said
+    assert ".cc:" not in said
+    assert ".h:" not in said
+    fact = "IR version: 99" if ir else "Opset 99"  # what onnxruntime found stays quoted
+    assert fact in said.split("onnxruntime says: ", 1)[1]
+
+
+def test_onnxruntimes_cpp_source_and_signature_are_left_out() -> None:
+    raw = RuntimeError(
+        "[ONNXRuntimeError] : 1 : FAIL : /onnxruntime_src/onnxruntime/core/graph/model.cc:256 "
+        "onnxruntime::Model::Model(onnx::ModelProto&&, const onnxruntime::PathString&, "
+        "const onnxruntime::logging::Logger&, const onnxruntime::ModelOptions&) Unsupported "
+        "model IR version: 15, max supported IR version: 14\n"
+    )
+    assert (
+        _ort_message(raw) == "FAIL: Unsupported model IR version: 15, max supported IR version: 14"
+    )
+    run = RuntimeError(
+        "[ONNXRuntimeError] : 6 : RUNTIME_EXCEPTION : Non-zero status code returned while "
+        "running Reshape node. Name:'r' Status Message: /onnxruntime_src/onnxruntime/core/"
+        "providers/cpu/tensor/reshape_helper.h:47 onnxruntime::ReshapeHelper::ReshapeHelper("
+        "const onnxruntime::TensorShape&, onnxruntime::TensorShapeVector&, bool) "
+        "input_shape_size == size was false. requested shape:{1,4}"
+    )
+    assert _ort_message(run) == (
+        "RUNTIME_EXCEPTION: Non-zero status code returned while running Reshape node. Name:'r' "
+        "Status Message: input_shape_size == size was false. requested shape:{1,4}"
+    )
+    plain = RuntimeError("a message (with brackets) in model.cc:12 words")  # no signature
+    assert _ort_message(plain) == "a message (with brackets) in model.cc:12 words"
 
 
 def test_wrong_object_type() -> None:

@@ -102,3 +102,52 @@ def test_the_sessions_parity_verdict_is_stored_with_its_timings(
     said = "**FAIL**" if verdict == "fail" else "PASS"
     name = Path(model).stem
     assert f"- **Parity of {name} against its reference:** {said} (`harness_check`" in md
+
+
+_MISSPELT = """
+import inspect
+
+import pytest
+
+
+def test_benchmark_keywords(harness_benchmark):
+    with pytest.raises(TypeError) as caught:
+        harness_benchmark("model.onnx", batch=1)
+    print("BENCHMARK:", caught.value)
+    print("SIGNATURE:", inspect.signature(harness_benchmark))
+    assert "batch_size" in (harness_benchmark.__doc__ or "")
+
+
+def test_check_keywords(harness_check):
+    with pytest.raises(TypeError) as caught:
+        harness_check("model.onnx", "ref.skops", examples="dev")
+    print("CHECK:", caught.value)
+"""
+
+
+def test_a_misspelt_fixture_keyword_names_the_fixture_and_the_valid_ones(project: Path) -> None:
+    """``harness_benchmark(model, batch=1)`` raised "benchmark_fixture() got an unexpected
+    keyword argument 'batch'": an internal name, and no word of the valid ones."""
+    (project / "test_keywords.py").write_text(_MISSPELT)
+    done = _pytest(project, "-s", "test_keywords.py")
+    output = done.stdout + done.stderr
+    assert "2 passed" in output, output
+    said = {  # each after its marker (-q's progress dots may precede it)
+        mark: line.split(f"{mark}: ", 1)[1].strip()
+        for line in output.splitlines()
+        for mark in ("BENCHMARK", "CHECK", "SIGNATURE")
+        if f"{mark}: " in line
+    }
+    assert said["BENCHMARK"] == (
+        "harness_benchmark(): got an unexpected keyword argument 'batch'; it takes model and "
+        "the keywords reference, data, batch_size, provider, threads, rounds, trusted, "
+        "trust_pickle"
+    )
+    assert said["CHECK"] == (
+        "harness_check(): got an unexpected keyword argument 'examples'; it takes model, "
+        "reference and the keywords data, known_gaps, input_bound, profile, trusted, "
+        "trust_pickle, project"
+    )
+    assert said["SIGNATURE"].startswith("(model: 'str | Path', *, reference: ")
+    assert "batch_size: 'int' = 100" in said["SIGNATURE"]
+    assert "benchmark_fixture" not in output

@@ -95,3 +95,30 @@ def test_bad_arguments(autoencoder_path: Path, tmp_path: Path) -> None:
     (tmp_path / "bad.onnx").write_bytes(b"garbage")
     with pytest.raises(ModelLoadError, match="not a readable ONNX model"):
         quantize(tmp_path / "bad.onnx", tmp_path / "q.onnx")
+
+
+@pytest.mark.slow
+def test_a_quantized_graph_is_checked_on_rank_bounds(tmp_path: Path) -> None:
+    # harness check held engines.quantize's own fp16 graph to float32 bounds and failed it
+    # (6 checks) although its labels all agreed and its Spearman was 0.999999
+    import skops.io as sio
+    from sklearn.covariance import EllipticEnvelope
+
+    from engines import export, read_metadata
+    from harness.checks.pair import check_pair, outcomes_table
+
+    rng = np.random.default_rng(42)
+    X = rng.normal(size=(400, 8)).astype(np.float32)
+    X[:20] += 4
+    envelope = EllipticEnvelope(random_state=0).fit(X)
+    sio.dump(envelope, tmp_path / "e.skops")
+    export(envelope, n_features=8, path=tmp_path / "e.onnx")
+    quantize(tmp_path / "e.onnx", tmp_path / "e_fp16.onnx", "fp16", parity_data=X)
+    assert read_metadata(tmp_path / "e_fp16.onnx")["quantized"] == "fp16"
+    outcomes = check_pair(tmp_path / "e_fp16.onnx", tmp_path / "e.skops", data=X)
+    assert all(o.status != "fail" for o in outcomes), outcomes_table(outcomes)
+    ranked = next(o for o in outcomes if o.check == "quantized_rank")
+    assert ranked.status == "pass"
+    assert ranked.note is not None
+    assert "held to rank bounds" in ranked.note
+    assert "decision_close" not in {o.check for o in outcomes}

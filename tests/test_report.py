@@ -297,3 +297,69 @@ def test_a_user_models_rows_claim_no_check_before_it_ran() -> None:
     assert loaded(Path("r.skops"), Path("m.onnx")).parity == "paired"
     assert loaded(None, Path("m.onnx")).parity == "unchecked"
     assert loaded(None, None).parity == "reference"
+
+
+def _verdict_of(rows: list[dict[str, Any]]) -> str:
+    md = render_markdown([ResultFile(Path("r.json"), result_payload(rows))])
+    return md.split("## Verdict", 1)[1].split("\n## ", 1)[0]
+
+
+def test_the_verdict_names_the_reference_a_run_really_had() -> None:
+    """It said "engines onnx-user against scikit-learn" and "ONNX against scikit-learn" of a
+    PyOD reference, and of a model run with no reference at all."""
+    pyod = [
+        user_row("det", "sklearn", [2e-2] * 20, estimator="IForest"),
+        user_row("det", "onnx-user", [1e-3] * 20, estimator="IForest"),
+    ]
+    verdict = _verdict_of(pyod)
+    assert "engines onnx-user against its PyOD reference;" in verdict
+    assert "**ONNX against its PyOD reference** (median latency" in verdict
+    assert "scikit-learn" not in verdict
+    ae = user_row("ae", "onnx-user", [1e-3] * 20, estimator=None)
+    ae["extra_info"]["parity"] = "unchecked"  # harness run --model ae.onnx: no reference
+    alone = _verdict_of([ae])
+    assert "engines onnx-user (no reference: ONNX alone);" in alone
+    assert "against" not in alone
+    sklearn = _verdict_of([user_row("det", "sklearn", [2e-2] * 20), pyod[1]])
+    assert "engines onnx-user against its scikit-learn reference;" in sklearn
+    zoo = _verdict_of(
+        [
+            *sample_rows(),
+            bench_row("pyod-knn", "sklearn", 1, [2e-3] * 20),
+            bench_row("pyod-knn", "onnx-native", 1, [1e-3] * 20),
+        ]
+    )
+    assert "against scikit-learn and PyOD (each case's reference);" in zoo
+
+
+def test_a_batch_of_repeated_rows_is_noted_under_the_latency_table() -> None:
+    """`harness run --data single_row.npy` timed batches 100 and 10,000 of one row, unsaid."""
+    rows = [user_row("det", "onnx-user", [1e-3] * 20, batch=b) for b in (1, 100, 10_000)]
+    for row in rows[1:]:
+        row["extra_info"]["distinct_rows"] = 1
+    md = render_markdown([ResultFile(Path("r.json"), result_payload(rows))])
+    latency = md.split("## Latency percentiles", 1)[1].split("\n## ", 1)[0]
+    assert latency.rstrip().endswith(
+        "Repeated rows: det's data has fewer distinct rows than these batches, which repeat "
+        "them (rows tiled) and may time differently from varied data: batch 100 of 1 distinct "
+        "row, batch 10,000 of 1 distinct row."
+    )
+    assert "Repeated rows" not in render_markdown(_results())
+
+
+def test_compare_names_the_side_with_no_readable_result(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`harness compare good.json emptydir` said "both sides need at least one readable result
+    file", not which side had none."""
+    payload = result_payload(sample_rows())
+    good = write_result(tmp_path / "r", payload, machine_id="m", provider="cpu", commit=None)
+    empty = tmp_path / "emptydir"
+    empty.mkdir()
+    assert main(["compare", str(good), str(empty)]) == 2
+    err = capsys.readouterr().err
+    assert err.strip() == (
+        f"harness compare: no readable result file in B ({empty}); each side needs at least one"
+    )
+    assert main(["compare", str(empty), str(empty)]) == 2
+    assert f"in A ({empty}) nor in B ({empty})" in capsys.readouterr().err

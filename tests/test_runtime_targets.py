@@ -147,6 +147,7 @@ def _model(ir: int, opsets: dict[str, int]) -> onnx.ModelProto:
         (12, {"": 21}, V(1, 24)),
         (13, {"": 26}, V(1, 25)),
         (13, {"": 28}, V(1, 32)),
+        (14, {"": 28}, V(1, 32)),  # onnx.helper.make_model's default; loads on 1.32.0
     ],
 )
 def test_minimum_runtime_from_ir_and_opsets(

@@ -56,6 +56,15 @@ def test_unfitted_and_non_estimators_are_refused() -> None:
         SklearnEngine(object())
 
 
+def test_a_classifier_as_reference_is_pointed_to_supervised_scorer() -> None:
+    from sklearn.linear_model import LogisticRegression
+
+    X = np.random.default_rng(0).normal(size=(50, 3))
+    classifier = LogisticRegression().fit(X, (X[:, 0] > 0).astype(int))
+    with pytest.raises(UnsupportedModelError, match=r"SupervisedScorer\(model, prefit=True\)"):
+        SklearnEngine(classifier)
+
+
 def test_bad_inputs(iforest: IsolationForest) -> None:
     engine = SklearnEngine(iforest)
     with pytest.raises(InputError, match="expected 4 features"):

@@ -283,6 +283,52 @@ def test_user_model_identity_and_width(pair: dict[str, Path]) -> None:
         load_user_model(UserModel(pair["skops"], pair["other"]))
 
 
+def test_data_of_fewer_rows_than_a_batch_is_noted_and_recorded(
+    pair: dict[str, Path], tmp_path: Path
+) -> None:
+    """`harness run --data single_row.npy` timed batches of 100 and 10,000 copies of one row
+    without a word."""
+    from harness.cases.usermodel import load_user_model
+    from harness.timing.points import Selection
+    from harness.timing.prepare import build_points, prepare
+
+    np.save(tmp_path / "one.npy", np.load(pair["rows"])[:1])
+    user = UserModel(pair["onnx"], pair["skops"], tmp_path / "one.npy")
+    loaded = load_user_model(user)
+    assert loaded.repeated_rows((1, 100, 10_000)) == (
+        f"--data {tmp_path / 'one.npy'} has 1 distinct row, fewer than the largest batch "
+        "(10,000): batches are its rows tiled, so larger ones repeat rows and may time "
+        "differently from varied data"
+    )
+    assert loaded.repeated_rows((1,)) is None
+    selection = Selection(batch_sizes=(1, 100), threads=(1,), user_model=user)
+    recorded = {
+        (p.engine, p.batch_size): prepare(p, selection, tmp_path).info.get("distinct_rows")
+        for p in build_points(selection)
+    }
+    assert recorded == {
+        ("onnx-user", 1): None,
+        ("sklearn", 1): None,
+        ("onnx-user", 100): 1,
+        ("sklearn", 100): 1,
+    }
+    whole = load_user_model(UserModel(pair["onnx"], pair["skops"], pair["rows"]))  # 40 rows
+    assert whole.repeated_rows((1, 40)) is None
+    assert "has 40 distinct rows, fewer than the largest batch (100)" in str(
+        whole.repeated_rows((1, 100))
+    )
+
+
+def test_run_says_the_cold_start_as_its_own_lines() -> None:
+    """`harness run` printed the plugin's "harness: cold start ..." among "harness run:"."""
+    from harness.run import _run_line
+
+    assert _run_line("harness: cold start 1/1 m onnx-user cpu t1: session 7 ms") == (
+        "harness run: cold start 1/1 m onnx-user cpu t1: session 7 ms"
+    )
+    assert _run_line("benchmarks 1/2") == "benchmarks 1/2"
+
+
 def test_a_skops_model_is_a_scikit_learn_run(pair: dict[str, Path]) -> None:
     from harness.timing.points import Selection
     from harness.timing.prepare import build_points

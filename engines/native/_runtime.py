@@ -79,7 +79,7 @@ LOADS: tuple[RuntimeLimits, ...] = (
     RuntimeLimits(RuntimeVersion(1, 23), ir_version=11, onnx_opset=23, ml_opset=5),
     RuntimeLimits(RuntimeVersion(1, 24), ir_version=13, onnx_opset=25, ml_opset=5),
     RuntimeLimits(RuntimeVersion(1, 25), ir_version=13, onnx_opset=26, ml_opset=5),
-    RuntimeLimits(RuntimeVersion(1, 32), ir_version=13, onnx_opset=28, ml_opset=5),
+    RuntimeLimits(RuntimeVersion(1, 32), ir_version=14, onnx_opset=28, ml_opset=5),
 )
 
 

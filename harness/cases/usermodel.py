@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Sequence
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -49,6 +50,25 @@ class LoadedUserModel:
         if self.model_path is None:
             return "reference"
         return "unchecked" if self.user.reference is None else "paired"
+
+    def distinct_rows(self, batch_size: int) -> int:
+        """How many different rows a batch of ``batch_size`` holds: a batch is the rows tiled
+        (``harness.timing.prepare.Runner.batch``), so data with fewer rows repeats them."""
+        return len(np.unique(self.rows[:batch_size], axis=0))
+
+    def repeated_rows(self, batch_sizes: Sequence[int]) -> str | None:
+        """One line where the largest batch repeats rows (the data has fewer distinct rows),
+        whose timing may not represent varied data; None where every row differs."""
+        largest = max(batch_sizes)
+        distinct = self.distinct_rows(largest)
+        if distinct >= largest:
+            return None
+        what = f"--data {self.user.data}" if self.user.data is not None else "the generated data"
+        rows = f"{distinct:,} distinct row" + ("s" if distinct > 1 else "")
+        return (
+            f"{what} has {rows}, fewer than the largest batch ({largest:,}): batches are its "
+            "rows tiled, so larger ones repeat rows and may time differently from varied data"
+        )
 
     @property
     def scoring(self) -> str | None:

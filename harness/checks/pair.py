@@ -31,10 +31,11 @@ from engines import (
     load_model,
 )
 from engines.export import input_policy, stored_rows, validation_rows
-from engines.metadata import ACCEPTS_INF_KEY, ACCEPTS_NAN_KEY
+from engines.metadata import ACCEPTS_INF_KEY, ACCEPTS_NAN_KEY, QUANTIZED_KEY
 from engines.onnx_engine import ModelSource
 from harness.checks.parity import (
     CHECKS,
+    QUANTIZED_RANK_BOUNDS,
     CheckOutcome,
     ParityTarget,
     check_plan,
@@ -108,6 +109,14 @@ def _candidate(model: ModelSource, ref: SklearnEngine) -> tuple[OnnxEngine, list
             "more abnormal rows, scikit-learn's lower): they are not the same detector"
         )
     notes = []
+    quantized = engine.metadata.get(QUANTIZED_KEY)
+    if quantized:
+        agreement, rank = QUANTIZED_RANK_BOUNDS
+        notes.append(
+            f"a quantized graph ({quantized}, engines.quantize) is held to rank bounds, label "
+            f"agreement >= {agreement} and Spearman >= {rank} against the reference, not to "
+            "float32's rounding"
+        )
     info = engine.info()
     if info["role_source"].startswith("assumed"):
         (output,) = info["outputs"]
@@ -406,6 +415,7 @@ def check_pair(
         refusals_declared=bool({ACCEPTS_NAN_KEY, ACCEPTS_INF_KEY} & set(candidate.metadata)),
         max_examples=scale.examples,
         boundary_examples=scale.boundary_examples,
+        rank_bounds=QUANTIZED_RANK_BOUNDS if candidate.metadata.get(QUANTIZED_KEY) else None,
     )
     outcomes = []
     planned = [name for name, _ in check_plan(target)]

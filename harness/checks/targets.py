@@ -13,7 +13,12 @@ from engines import EngineConfig, FallbackEngine, OnnxEngine, SklearnEngine
 from engines.export import default_tolerance
 from harness.cases.variants import EngineVariant
 from harness.cases.zoo import ModelCase, cases, exported, fitted, quantized
-from harness.checks.parity import CheckOutcome, ParityTarget, applicable_checks
+from harness.checks.parity import (
+    QUANTIZED_RANK_BOUNDS,
+    CheckOutcome,
+    ParityTarget,
+    applicable_checks,
+)
 from harness.checks.strategies import split_rows, split_thresholds
 from harness.results.schema import ConformanceRow
 
@@ -66,7 +71,7 @@ def target_for(case_name: str, engine: str) -> ParityTarget:
     rank_bounds = None
     if variant.quantized:
         candidate = _int8(case_name, exporter)
-        rank_bounds = (0.9, 0.7)
+        rank_bounds = QUANTIZED_RANK_BOUNDS
     elif variant.kind == "fallback":
         candidate = FallbackEngine(OnnxEngine(report.model, CPU1), reference)
     else:

@@ -171,7 +171,29 @@ def _latency_section(by_series: _Series) -> list[str]:
         f"from {_ROUNDS_FOR['p99']} ('-': too few rounds to place it).",
         "",
     ]
-    return lines + _table([*header, "p99 ms", "samples/s"], body)
+    return lines + _table([*header, "p99 ms", "samples/s"], body) + _repeated_rows(by_series)
+
+
+def _repeated_rows(by_series: _Series) -> list[str]:
+    """A note on batches made of fewer distinct rows than their size (a user's data with
+    fewer rows than the batch, tiled): their timing may not represent varied data."""
+    repeated: dict[str, dict[int, int]] = defaultdict(dict)
+    for (case, _), cells in by_series.items():
+        for batch, row in cells.items():
+            distinct = _extra(row).get("distinct_rows")
+            if isinstance(distinct, int):
+                repeated[case][batch] = distinct
+    lines = []
+    for case, batches in sorted(repeated.items()):
+        each = ", ".join(
+            f"batch {b:,} of {n:,} distinct row{'s' if n > 1 else ''}"
+            for b, n in sorted(batches.items())
+        )
+        lines.append(
+            f"Repeated rows: {case}'s data has fewer distinct rows than these batches, which "
+            f"repeat them (rows tiled) and may time differently from varied data: {each}."
+        )
+    return ["", *lines] if lines else []
 
 
 def _fmt_err(value: float | None) -> str:
@@ -595,12 +617,47 @@ def _coverage(results: Sequence[ResultFile]) -> str:
     if users:
         what.append(f"your model{'s' if len(users) > 1 else ''} {', '.join(users)}")
     runs = len(results)
+    reference = _reference(results)
+    against = "(no reference: ONNX alone)" if reference is None else f"against {reference[0]}"
     return (
-        f"**Covered:** {' and '.join(what)}; engines {', '.join(engines) or 'none'} against "
-        f"scikit-learn; batch sizes {', '.join(f'{b:,}' for b in batches)}; threads "
+        f"**Covered:** {' and '.join(what)}; engines {', '.join(engines) or 'none'} {against}"
+        f"; batch sizes {', '.join(f'{b:,}' for b in batches)}; threads "
         f"{', '.join(map(str, threads))}; {len(rows)} benchmarks from {runs} "
         f"run{'s' if runs > 1 else ''}."
     )
+
+
+#: The libraries a reference row's model comes from, in the order they are named.
+_LIBRARIES = ("scikit-learn", "PyOD")
+
+
+def _library(extra: dict[str, Any]) -> str:
+    """The library of a reference row's model: PyOD for the zoo's ``pyod-*`` cases and for a
+    user's PyOD estimator (by its class name), else scikit-learn."""
+    from engines.native.pyod import PYOD_EXPORTABLE
+
+    pyod = str(extra.get("case")).startswith("pyod-") or extra.get("estimator") in PYOD_EXPORTABLE
+    return "PyOD" if pyod else "scikit-learn"
+
+
+def _reference(results: Sequence[ResultFile]) -> tuple[str, str] | None:
+    """What the engines are timed against, in words (the reference rows, engine ``sklearn``):
+    (after "against", after "slower than"), e.g. ("its PyOD reference", the same) for one
+    user model, ("scikit-learn and PyOD (each case's reference)", "the reference") for a zoo
+    of both; None where no reference ran (a user's .onnx alone)."""
+    rows = _rows(results)
+    references = [_extra(r) for r in rows if _extra(r).get("engine") == "sklearn"]
+    if not references:
+        return None
+    found = {_library(e) for e in references}
+    library = " and ".join(lib for lib in _LIBRARIES if lib in found)
+    if all(_extra(r).get("origin") == "user" for r in rows):
+        n = len({e.get("case") for e in references})
+        words = f"its {library} reference" if n == 1 else f"their {library} references"
+        return words, words
+    if len(found) == 1:
+        return library, library
+    return f"{library} (each case's reference)", "the reference"
 
 
 def _parity_verdict(results: Sequence[ResultFile]) -> list[str]:
@@ -710,7 +767,8 @@ def _speed_verdict(results: Sequence[ResultFile], speedups: _Speedups) -> list[s
                 each.append(f"{engine} {faster} of {len(mine)}")
             text += "; faster by engine: " + ", ".join(each)
         parts.append(f"\n  - {text}")
-    out = [f"**ONNX against scikit-learn** (median latency, same run and threads; {how}):"]
+    against, slower_than = _reference(results) or ("the reference", "the reference")
+    out = [f"**ONNX against {against}** (median latency, same run and threads; {how}):"]
     out[0] += "".join(parts)
     slower = sorted((c for c in cells if c[3].side == "slower"), key=lambda c: c[3].value)
     if slower:
@@ -718,7 +776,7 @@ def _speed_verdict(results: Sequence[ResultFile], speedups: _Speedups) -> list[s
         if len(shown) > 8:
             shown = [*shown[:7], f"and {len(shown) - 7} more (▼ in the speed-up table)"]
         where = " (the interval below 1x)" if with_ci else ""
-        out.append(f"**Slower than scikit-learn**{where}:" + "".join(f"\n  - {s}" for s in shown))
+        out.append(f"**Slower than {slower_than}**{where}:" + "".join(f"\n  - {s}" for s in shown))
     return out
 
 

@@ -9,7 +9,8 @@ the threshold AND the corrected test is significant.
 Paired mode (results of an interleaved A/B run, ``harness.paired`` on both sides): sample i of
 A and of B were measured moments apart, so the ratio is exp(median of log(B_i / A_i)), its
 interval a bootstrap of that median, and the test Wilcoxon's signed-rank test: the machine's
-bursts, common to both samples of a pair, cancel.
+bursts, common to both samples of a pair, cancel. That paired ratio is not the ratio of the two
+medians (noise can put them on opposite sides of 1): the table names it and says so.
 
 Benchmarks pair as :func:`harness.results.store.match` says: never across providers, and never
 across user models whose sha256, input width or estimator differ (those are listed as not
@@ -103,6 +104,35 @@ class GateReport:
         return "; ".join(ways)
 
     @property
+    def paired_ratio(self) -> bool:
+        """Whether the ratio is the paired statistic (``--ab``'s median or speed-up), not the
+        ratio of the two sides' values shown."""
+        return self.paired and self.metric in ("median", "speedup")
+
+    def ratio_note(self) -> str:
+        """One line under the table: how the ratio column is computed."""
+        worse = "above 1: the candidate is slower"
+        if self.paired_ratio:
+            speedup = self.metric == "speedup"
+            unit = ", each time in units of its own side's scikit-learn median" if speedup else ""
+            shown = "speed-ups" if speedup else "medians"
+            return (
+                "paired ratio: the median over the interleaved sample pairs of candidate / "
+                f"baseline (sample i of each side timed moments apart{unit}; exp of the median "
+                f"log ratio), not the ratio of the {shown} shown, which noise can make disagree "
+                f"with it; the CI and the test are on it ({worse})."
+            )
+        if self.metric == "speedup":
+            return (
+                f"ratio: the baseline's speed-up / the candidate's ({worse}); CI: its bootstrap "
+                "interval."
+            )
+        return (
+            f"ratio: candidate / baseline of the {self.metric}s shown ({worse}); CI: its "
+            "bootstrap interval."
+        )
+
+    @property
     def regressed(self) -> list[GateRow]:
         return [r for r in self.rows if r.verdict == "regressed"]
 
@@ -133,8 +163,9 @@ class GateReport:
         )
         lines = [head, ""]
         if self.rows:
+            ratio_name = "paired ratio" if self.paired_ratio else "ratio"
             lines += [
-                "| benchmark | baseline | candidate | ratio | CI | p (Holm) | verdict |",
+                f"| benchmark | baseline | candidate | {ratio_name} | CI | p (Holm) | verdict |",
                 "|---|---|---|---|---|---|---|",
             ]
         else:
@@ -147,10 +178,12 @@ class GateReport:
             ratio = "-" if np.isnan(r.ratio) else f"{r.ratio:.3f}"
             lines.append(
                 f"| {_cell(r.name)} | {value(r.baseline)} | "
-                f"{value(r.candidate)} | {ratio} | {ci} | {r.p_adjusted:.2g} | {mark}"
+                f"{value(r.candidate)} | {ratio} | {ci} | {_fmt_p(r.p_adjusted)} | {mark}"
                 + (f" ({r.note})" if r.note else "")
                 + " |"
             )
+        if self.rows:
+            lines += ["", self.ratio_note()]
         if self.not_comparable:
             lines += ["", f"Not comparable ({len(self.not_comparable)}, not gated):", ""]
             lines += [f"- {name}: {reason}" for name, reason in self.not_comparable]
@@ -169,6 +202,11 @@ class GateReport:
 def _cell(text: str) -> str:
     """Text safe inside a markdown table cell (a pytest id may hold a pipe)."""
     return text.replace("|", "\\|")
+
+
+def _fmt_p(p: float) -> str:
+    """A p-value for the table; one that underflowed to 0 (thousands of samples) is a bound."""
+    return "< 1e-300" if p < 1e-300 else f"{p:.2g}"
 
 
 def _fmt_value(metric: str) -> Any:
@@ -284,6 +322,10 @@ def gate(
             b = b / pooled_median(ref.rows_b)
         if paired and len(a) == len(b) and metric in ("median", "speedup"):
             result = _compare_paired(a, b, confidence, min_samples, n_resamples, rng)
+        elif paired and metric in ("median", "speedup"):
+            why = f"not paired: {len(a)} vs {len(b)} samples, the ratio of the two medians"
+            note = _join(note, why)
+            result = _compare(a, b, metric, confidence, min_samples, n_resamples, rng)
         else:
             result = _compare(a, b, metric, confidence, min_samples, n_resamples, rng)
         if result is None:

@@ -94,6 +94,7 @@ class ExtraInfo(TypedDict, total=False):
     nodes_per_provider: Any
     export_seconds: float
     calls_per_sample: int  # gate --ab: calls averaged in one sample
+    distinct_rows: int  # a user model's batch of fewer different rows than its size (tiled)
     # The export's parity against its reference
     # "pass", "fail", "reference", "reference-eager", "quantized"; a user's .onnx: "paired"
     # (its pair's verdict is harness.parity), "unchecked" (no reference), or the verdict of the

@@ -479,6 +479,7 @@ _EXTRA_OPTIONAL: dict[str, _Check] = {
     "sklearn_best_threads": _count,
     "scaling_efficiency": _positive,
     "n_jobs": _count,
+    "distinct_rows": _count,
 }
 #: The fields of a harness row's id (see :func:`benchmark_key`): without them rows would pool.
 _EXTRA_REQUIRED: dict[str, _Check] = {
@@ -507,6 +508,16 @@ _HARNESS_OPTIONAL: dict[str, _Check] = {
 }
 
 
+def _iso_time(value: Any) -> bool:
+    if not isinstance(value, str):
+        return False
+    try:
+        dt.datetime.fromisoformat(value)
+    except ValueError:
+        return False
+    return True
+
+
 def _check_file(data: dict[str, Any]) -> None:
     """Raise _Bad for the first field the readers could not use."""
     plain = "harness" not in data
@@ -514,6 +525,18 @@ def _check_file(data: dict[str, Any]) -> None:
         _need(data, "commit_info", "", _object_or_none, optional=True)
     else:
         _check_harness(data["harness"])
+    moment = data.get("datetime")
+    if moment is None and plain:  # a harness file's run order is its run number
+        raise _Bad(
+            "datetime",
+            "is missing: pytest-benchmark writes when the run was made, and a plain file's "
+            "place in run order (history, the report's latest run) is read from it",
+        )
+    if moment is not None and not _iso_time(moment):
+        raise _Bad(
+            "datetime",
+            f"must be an ISO 8601 time such as 2026-11-25T09:00:00+00:00, got {_show(moment)}",
+        )
     rows = _need_list(data.get("benchmarks"), "benchmarks")
     for i, row in enumerate(rows):
         _check_row(row, f"benchmarks[{i}]", plain=plain)
@@ -651,7 +674,8 @@ def result_order(result: ResultFile) -> tuple[int, float, str, int, str]:
     Plain pytest-benchmark files: when the run was made (the ``datetime`` pytest-benchmark
     writes), whatever folder or name they have: users name them as they like (``z_monday``
     before ``a_tuesday``, one folder per CI job), so names say nothing of their order. Plain
-    files come first; those with no readable ``datetime`` first among them."""
+    files come first. The loader refuses a plain file without a readable ``datetime``; one
+    made in memory without it comes first among them."""
     folder, number, name = run_order(result.path)
     if not result.plain:
         return 1, 0.0, folder, number, name

@@ -325,6 +325,9 @@ def _prepare_user(point: BenchPoint, selection: Selection) -> Runner:
     }
     if point.engine != "sklearn":
         info.update(extra_onnx)
+    distinct = loaded.distinct_rows(point.batch_size)
+    if distinct < point.batch_size:  # the batch repeats rows: the report says so
+        info["distinct_rows"] = distinct
     return Runner(
         point,
         getattr(engine, loaded.method),
