@@ -536,13 +536,15 @@ def neighbour_ties(
     finite = np.isfinite(rows).all(axis=1)
     ties = np.zeros(len(rows), dtype=bool)
     if finite.any():
-        # the k-th neighbour's rivals: up to 8 more, those within the slack of its distance
+        # the k-th neighbour's rivals: up to 8 more, those within the slack of its distance;
+        # where the last one fetched is still a rival, others may lie past it: a tie
         wider = min(k + 8, int(lof.n_samples_fit_))
         with np.errstate(all="ignore"):
             distance, index = lof.kneighbors(rows[finite], n_neighbors=wider)
             window = slack * float(np.finfo(precision).eps) * distance[:, k : k + 1]
             rivals = np.abs(distance - distance[:, k - 1 : k]) <= window
-        ties[finite] = rivals[:, k] & ~_interchangeable(lof, index, rivals)
+        unseen = rivals[:, -1] & (wider < int(lof.n_samples_fit_))
+        ties[finite] = rivals[:, k] & (unseen | ~_interchangeable(lof, index, rivals))
     return ties
 
 
@@ -633,13 +635,14 @@ def float32_answer(estimator: Any, method: str) -> Callable[[npt.NDArray[Any]], 
         rows = np.asarray(X, dtype=f32)
         if before is not None:
             rows = np.asarray(before.transform(rows), dtype=f32)
-        if final.kernel == "rbf":
-            squared = (
-                np.einsum("ij,ij->i", rows, rows)[:, None]
-                - f32(2) * (rows @ support.T)
-                + np.einsum("ij,ij->i", support, support)[None, :]
+        if final.kernel == "rbf":  # x - v first, as libsvm and onnxruntime's SVM kernel do
+            squared = np.concatenate(
+                [
+                    np.square(chunk[:, None, :] - support[None, :, :]).sum(axis=2, dtype=f32)
+                    for chunk in np.array_split(rows, max(1, len(rows) // 256))
+                ]
             )
-            kernel = np.exp(-gamma * np.maximum(squared, f32(0)))
+            kernel = np.exp(-gamma * squared)
         elif final.kernel == "linear":
             kernel = rows @ support.T
         elif final.kernel == "poly":

@@ -102,8 +102,24 @@ class HarnessSession:
         if self._git is None:
             from harness.results.machine import git_info
 
-            self._git = git_info()
+            user = self._selection.user_model if self._selection is not None else None
+            watched = [] if user is None else [user.model, user.reference, user.data]
+            self._git = git_info(watched=[p for p in watched if p is not None])
         return self._git
+
+    def git_for_store(self) -> dict[str, Any]:
+        """``git`` of the session's start, dirty too where a model the stored rows timed (or
+        its reference) is changed or untracked: results must not name a commit that does
+        not hold what they measured."""
+        if self.git.get("dirty") is not False:
+            return self.git
+        from harness.results.machine import git_info
+
+        timed = {str((row.get("extra_info") or {}).get("model")) for row in self.stored_rows}
+        timed.discard("None")
+        if timed and git_info(watched=sorted(timed)).get("dirty"):
+            return {**self.git, "dirty": True}
+        return self.git
 
     @property
     def workdir(self) -> Path:
@@ -287,7 +303,7 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
         from harness.testing import store_rows
 
         try:
-            paths = store_rows(harness.rows_to_store(), Path(store), harness.git)
+            paths = store_rows(harness.rows_to_store(), Path(store), harness.git_for_store())
         except OSError as exc:  # after the work (a full disk): keep the measurements
             from harness.results.store import keep_somewhere
 

@@ -391,6 +391,21 @@ def test_a_tie_between_copies_of_one_training_row_is_no_tie() -> None:
     assert neighbour_ties(lof, np.array([[-0.5, 0.0], [1.0, 0.0]])).tolist() == [False, True]
 
 
+def test_a_rival_past_the_copies_looked_at_keeps_the_tie() -> None:
+    # 20 copies of A at the k-th distance and, past them, B as far: the copies alone looked
+    # interchangeable, and a graph that took B was judged (4e8 off)
+    from sklearn.neighbors import LocalOutlierFactor
+
+    from engines.tolerance import neighbour_ties
+
+    rng = np.random.default_rng(0)
+    train = np.vstack(
+        [[[0.0, 1.0 + 1e-9]], np.tile([[1.0, 0.0]], (20, 1)), rng.normal(9, 1, (30, 2))]
+    )
+    lof = LocalOutlierFactor(n_neighbors=5, novelty=True, metric="manhattan").fit(train)
+    assert neighbour_ties(lof, np.array([[0.0, 0.0]])).tolist() == [True]
+
+
 def test_boundary_rows_recombine_features_where_the_decision_jumps_over_the_cut() -> None:
     # a histogram-like decision: a sum of per-feature steps that jumps by >= 0.69 at every
     # edge, so bisection ends a jump away from the cut; moving features of the nearest rows

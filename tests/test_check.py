@@ -499,3 +499,22 @@ def test_a_float32_one_class_svm_is_held_to_float32_cancellation(
     assert "conditioning" in decision.bound
     if kernel == "poly":  # linear: float32 really flips labels near the cut
         assert all(o.status != "fail" for o in outcomes), outcomes_table(outcomes)
+
+
+def test_a_moved_rho_fails_on_data_far_from_the_origin(tmp_path: Path) -> None:
+    # the rbf kernel's float32 answer was computed as |x|^2 - 2 x.v + |v|^2, which loses every
+    # digit far from the origin: conditioning 8e5 eps, and rho moved by 0.05 passed
+    from skl2onnx import to_onnx
+    from sklearn.svm import OneClassSVM
+
+    X = (np.random.default_rng(0).normal(size=(200, 4)) + 1000.0).astype(np.float32)
+    svm = OneClassSVM(gamma="scale", nu=0.1).fit(X)
+    model = to_onnx(svm, X[:1], target_opset={"": 17, "ai.onnx.ml": 3})
+    node = _node(model, "SVMRegressor")
+    rho = _attr(node, "rho")
+    rho.floats[0] -= 0.05  # the decision moves by +0.05 (its range here: about -0.3 to 0.6)
+    onnx.save_model(model, tmp_path / "moved.onnx")
+    sio.dump(svm, tmp_path / "svm.skops")
+    outcomes = check_pair(tmp_path / "moved.onnx", tmp_path / "svm.skops", data=X)
+    failed = {o.check for o in outcomes if o.status == "fail"}
+    assert {"decision_close", "data_rows"} <= failed, outcomes_table(outcomes)

@@ -3,6 +3,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import onnx
 import pytest
 
 from engines import EngineConfig, ModelLoadError, OnnxEngine, quantize
@@ -122,3 +123,12 @@ def test_a_quantized_graph_is_checked_on_rank_bounds(tmp_path: Path) -> None:
     assert ranked.note is not None
     assert "held to rank bounds" in ranked.note
     assert "decision_close" not in {o.check for o in outcomes}
+    # the metadata key alone buys no graph the rank bounds: the graph must bear it out
+    from engines.metadata import write_metadata
+
+    plain = onnx.load_model(tmp_path / "e.onnx")
+    write_metadata(plain, {"quantized": "dynamic-int8"})
+    onnx.save_model(plain, tmp_path / "claims.onnx")
+    claimed = check_pair(tmp_path / "claims.onnx", tmp_path / "e.skops", data=X)
+    assert "decision_close" in {o.check for o in claimed}
+    assert "quantized_rank" not in {o.check for o in claimed}

@@ -157,3 +157,27 @@ def test_every_extra_info_key_the_store_checks_is_in_the_schema() -> None:
 
     checked = {*store._EXTRA_OPTIONAL, *store._EXTRA_REQUIRED, *store.IDENTITY_FIELDS}
     assert checked <= set(ExtraInfo.__annotations__)
+
+
+def test_git_is_dirty_where_a_timed_model_is_not_in_the_commit(tmp_path: Path) -> None:
+    # an untracked model timed in a clean tree was stored as "dirty: false" on that commit
+    import subprocess
+
+    from harness.results.machine import git_info
+
+    def git(*args: str) -> None:
+        subprocess.run(["git", *args], cwd=tmp_path, check=True, capture_output=True)
+
+    git("init", "-q")
+    (tmp_path / "train.py").write_text("print('train')\n")
+    git("add", "train.py")
+    git("-c", "user.name=u", "-c", "user.email=u@x", "commit", "-q", "-m", "init")
+    (tmp_path / "model.onnx").write_bytes(b"graph")  # untracked
+    (tmp_path / "results").mkdir()
+    (tmp_path / "results" / "run.json").write_text("{}")  # untracked, not watched
+    assert git_info(tmp_path)["dirty"] is False
+    assert git_info(tmp_path, watched=[tmp_path / "results" / "run.json"])["dirty"] is True
+    assert git_info(tmp_path, watched=[tmp_path / "model.onnx"])["dirty"] is True
+    assert (
+        git_info(tmp_path, watched=[tmp_path / "train.py", "/elsewhere/x.onnx"])["dirty"] is False
+    )

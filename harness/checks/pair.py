@@ -21,6 +21,7 @@ from typing import Any
 
 import numpy as np
 import numpy.typing as npt
+import onnx
 
 from engines import (
     EngineConfig,
@@ -109,7 +110,7 @@ def _candidate(model: ModelSource, ref: SklearnEngine) -> tuple[OnnxEngine, list
             "more abnormal rows, scikit-learn's lower): they are not the same detector"
         )
     notes = []
-    quantized = engine.metadata.get(QUANTIZED_KEY)
+    quantized = _quantized(engine)
     if quantized:
         agreement, rank = QUANTIZED_RANK_BOUNDS
         notes.append(
@@ -146,6 +147,30 @@ def _candidate(model: ModelSource, ref: SklearnEngine) -> tuple[OnnxEngine, list
                 f"({ref.offset:.6g}): it has no output for it"
             )
     return engine, notes
+
+
+#: Ops only a quantized graph holds (onnxruntime's int8 quantizers write them).
+_QUANTIZED_OPS = frozenset(
+    {"DynamicQuantizeLinear", "QuantizeLinear", "MatMulInteger", "ConvInteger", "QLinearMatMul"}
+)
+
+
+def _quantized(engine: OnnxEngine) -> str | None:
+    """How ``engines.quantize`` made the graph, where its metadata says so and the graph
+    bears it out (float16 tensors for fp16, quantization ops for int8): a metadata key alone
+    does not buy a graph the looser rank bounds."""
+    mode = engine.metadata.get(QUANTIZED_KEY)
+    if mode not in ("fp16", "dynamic-int8", "static-int8"):
+        return None
+    graph = onnx.load_model_from_string(engine.model_bytes()).graph
+    if mode == "fp16":
+        half = onnx.TensorProto.FLOAT16
+        held = any(t.data_type == half for t in graph.initializer) or any(
+            a.name == "to" and a.i == half for n in graph.node for a in n.attribute
+        )
+    else:
+        held = any(n.op_type in _QUANTIZED_OPS for n in graph.node)
+    return str(mode) if held else None
 
 
 def _rows(data: Any, ref: SklearnEngine, width: int, dtype: Any) -> npt.NDArray[Any]:
@@ -415,7 +440,7 @@ def check_pair(
         refusals_declared=bool({ACCEPTS_NAN_KEY, ACCEPTS_INF_KEY} & set(candidate.metadata)),
         max_examples=scale.examples,
         boundary_examples=scale.boundary_examples,
-        rank_bounds=QUANTIZED_RANK_BOUNDS if candidate.metadata.get(QUANTIZED_KEY) else None,
+        rank_bounds=QUANTIZED_RANK_BOUNDS if _quantized(candidate) else None,
     )
     outcomes = []
     planned = [name for name, _ in check_plan(target)]

@@ -880,7 +880,16 @@ def check_quantized(target: ParityTarget, X: npt.NDArray[Any]) -> _Tally:
             min_rank,
             how,
         )
-    return _Tally(0.0, rank, min_rank, how, 0, len(target.base_rows))
+    return _Tally(
+        0.0,
+        rank,
+        min_rank,
+        how,
+        0,
+        len(target.base_rows),
+        note=f"ok: Spearman {rank:.4f}, label agreement {agreement:.4f} over "
+        f"{len(target.base_rows)} data rows",
+    )
 
 
 Check = Callable[[ParityTarget, npt.NDArray[Any]], _Tally]

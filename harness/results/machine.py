@@ -7,6 +7,7 @@ import os
 import platform
 import re
 import subprocess
+from collections.abc import Iterable
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -71,8 +72,11 @@ def machine_id(info: dict[str, Any] | None = None) -> str:
     return f"{model or 'cpu'}-{cores}"
 
 
-def git_info(root: Path | None = None) -> dict[str, Any]:
-    """Commit and dirty flag of the working tree (None outside a git checkout)."""
+def git_info(root: Path | None = None, watched: Iterable[str | Path] = ()) -> dict[str, Any]:
+    """Commit and dirty flag of the working tree (None outside a git checkout): dirty where a
+    tracked file changed, or where a ``watched`` file (the models timed, their data) is
+    changed or untracked, so not in the commit the results name. Other untracked files (the
+    results folder itself) leave it clean."""
     cwd = root or Path.cwd()
 
     def git(*args: str) -> str | None:
@@ -86,4 +90,10 @@ def git_info(root: Path | None = None) -> dict[str, Any]:
 
     commit = git("rev-parse", "HEAD")
     status = git("status", "--porcelain", "--untracked-files=no")
-    return {"commit": commit, "dirty": bool(status) if status is not None else None}
+    dirty = bool(status) if status is not None else None
+    if dirty is False:
+        for path in dict.fromkeys(str(p) for p in watched):  # one at a time: some lie outside
+            if git("status", "--porcelain", "--untracked-files=all", "--", path):
+                dirty = True
+                break
+    return {"commit": commit, "dirty": dirty}
