@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-__all__ = ["DataError", "load_rows"]
+__all__ = ["DataError", "as_model_rows", "load_rows"]
 
 SUFFIXES = (".npy", ".csv", ".parquet")
 
@@ -61,13 +61,19 @@ def load_rows(
         raise DataError(
             f"--data {path}: rows have {rows.shape[1]} columns, the model takes {n_features}"
         )
-    with np.errstate(over="ignore"):
+    return as_model_rows(rows, dtype, f"--data {path}: value")
+
+
+def as_model_rows(rows: npt.NDArray[Any], dtype: Any, what: str = "data value") -> npt.NDArray[Any]:
+    """``rows`` as a C-contiguous array of the model's input ``dtype``; a finite value that
+    type cannot hold (1e39 for float32) is a DataError naming ``what``, its row and column."""
+    with np.errstate(over="ignore", invalid="ignore"):
         out = np.ascontiguousarray(rows, dtype=dtype)
-    bad = ~np.isfinite(out) & np.isfinite(rows.astype(np.float64))
+        bad = ~np.isfinite(out) & np.isfinite(np.asarray(rows, dtype=np.float64))
     if bad.any():
         row, col = (int(v) for v in np.argwhere(bad)[0])
         raise DataError(
-            f"--data {path}: value {float(rows[row, col])!r} (row {row}, column {col}) overflows "
+            f"{what} {float(rows[row, col])!r} (row {row}, column {col}) overflows "
             f"{out.dtype} (the model's input type)"
         )
     return out

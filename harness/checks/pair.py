@@ -110,14 +110,6 @@ def _candidate(model: ModelSource, ref: SklearnEngine) -> tuple[OnnxEngine, list
             "more abnormal rows, scikit-learn's lower): they are not the same detector"
         )
     notes = []
-    quantized = _quantized(engine)
-    if quantized:
-        agreement, rank = QUANTIZED_RANK_BOUNDS
-        notes.append(
-            f"a quantized graph ({quantized}, engines.quantize) is held to rank bounds, label "
-            f"agreement >= {agreement} and Spearman >= {rank} against the reference, not to "
-            "float32's rounding"
-        )
     info = engine.info()
     if info["role_source"].startswith("assumed"):
         (output,) = info["outputs"]
@@ -176,18 +168,11 @@ def _quantized(engine: OnnxEngine) -> str | None:
 def _rows(data: Any, ref: SklearnEngine, width: int, dtype: Any) -> npt.NDArray[Any]:
     """The data's rows as the candidate takes them (``dtype``: float32, or float64 for a
     graph that takes double); generated rows where there is no data."""
+    from harness.cases.userdata import DataError, as_model_rows, load_rows
+
     if data is None:
         rows = validation_rows(ref.estimator, width, n=256)
-    elif isinstance(data, str | os.PathLike):
-        from harness.cases.userdata import DataError, load_rows
-
-        try:
-            return load_rows(
-                Path(data), n_features=width, feature_names=ref.feature_names, dtype=dtype
-            )
-        except DataError as exc:
-            raise CheckSetupError(str(exc)) from exc
-    else:
+    elif not isinstance(data, str | os.PathLike):
         rows = np.asarray(data)
         if rows.ndim != 2 or rows.shape[1] != width or not len(rows):
             raise CheckSetupError(
@@ -195,16 +180,14 @@ def _rows(data: Any, ref: SklearnEngine, width: int, dtype: Any) -> npt.NDArray[
             )
         if not np.issubdtype(rows.dtype, np.number):
             raise CheckSetupError(f"data must be numeric, got dtype {rows.dtype}")
-    with np.errstate(over="ignore", invalid="ignore"):
-        out = np.ascontiguousarray(rows, dtype=dtype)
-        overflow = np.isfinite(np.asarray(rows, dtype=np.float64)) & ~np.isfinite(out)
-    if overflow.any():
-        row, col = (int(v) for v in np.argwhere(overflow)[0])
-        raise CheckSetupError(
-            f"data value {float(rows[row, col])!r} (row {row}, column {col}) overflows "
-            f"{out.dtype} (the model's input type)"
-        )
-    return out
+    try:
+        if isinstance(data, str | os.PathLike):
+            return load_rows(
+                Path(data), n_features=width, feature_names=ref.feature_names, dtype=dtype
+            )
+        return as_model_rows(rows, dtype)
+    except DataError as exc:
+        raise CheckSetupError(str(exc)) from exc
 
 
 @dataclasses.dataclass(frozen=True)
@@ -400,6 +383,15 @@ def check_pair(
         )
     ref = _reference(reference, trusted, trust_pickle)
     candidate, read_as = _candidate(model, ref)
+    quantized = _quantized(candidate)
+    if quantized:
+        agreement, rank = QUANTIZED_RANK_BOUNDS
+        read_as.insert(
+            0,
+            f"a quantized graph ({quantized}, engines.quantize) is held to rank bounds, label "
+            f"agreement >= {agreement} and Spearman >= {rank} against the reference, not to "
+            "float32's rounding",
+        )
     width = ref.n_features
     assert width is not None  # _candidate refuses a reference of unknown width
     tolerance = None
@@ -440,7 +432,7 @@ def check_pair(
         refusals_declared=bool({ACCEPTS_NAN_KEY, ACCEPTS_INF_KEY} & set(candidate.metadata)),
         max_examples=scale.examples,
         boundary_examples=scale.boundary_examples,
-        rank_bounds=QUANTIZED_RANK_BOUNDS if _quantized(candidate) else None,
+        rank_bounds=QUANTIZED_RANK_BOUNDS if quantized else None,
     )
     outcomes = []
     planned = [name for name, _ in check_plan(target)]
