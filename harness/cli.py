@@ -28,6 +28,7 @@ from typing import Any
 
 from harness import __version__
 from harness.options import (
+    EXTRAS,
     OptionError,
     add_cold_start_option,
     add_selection_options,
@@ -873,18 +874,6 @@ def _cmd_providers(args: argparse.Namespace) -> int:
 
 
 #: Modules that come with an extra of the package, and how to install them.
-_EXTRAS = {
-    "onnxruntime": 'pip install "onnx-anomaly-harness[cpu]" (or [gpu] for CUDA / TensorRT)',
-    "pyod": 'pip install "onnx-anomaly-harness[pyod]"',
-    "torch": 'pip install "onnx-anomaly-harness[torch]"',
-    "onnxscript": 'pip install "onnx-anomaly-harness[torch]"',
-    "pyarrow": 'pip install "onnx-anomaly-harness[parquet]"',
-    "lightgbm": 'pip install "onnx-anomaly-harness[boost]"',
-    "xgboost": 'pip install "onnx-anomaly-harness[boost]"',
-    "onnxmltools": 'pip install "onnx-anomaly-harness[boost]"',
-}
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``harness`` console script; see the module for the exit codes."""
     parser = build_parser()
@@ -900,7 +889,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 130
     except Exception as exc:  # a fault of the harness: one line, the evidence kept
         module = exc.name if isinstance(exc, ModuleNotFoundError) else None
-        extra = _EXTRAS.get((module or "").split(".")[0])
+        extra = EXTRAS.get((module or "").split(".")[0])
         if extra is not None:  # not a fault: an extra this command needs is not installed
             print(f"harness {args.command}: {module} is not installed: {extra}", file=sys.stderr)
             return 2

@@ -19,6 +19,7 @@ from harness.cases.user import UserModel
 from harness.timing.points import PROFILES, Selection, split_list
 
 __all__ = [
+    "EXTRAS",
     "OptionError",
     "add_cold_start_option",
     "add_selection_options",
@@ -36,6 +37,19 @@ __all__ = [
 MAX_THREADS = max(16, 4 * (os.cpu_count() or 1))
 MAX_BATCH = 10_000_000
 _PROVIDERS = ("cpu", "cuda", "tensorrt")
+
+
+#: The wheel's extra that brings each optional module, as the command that installs it.
+EXTRAS = {
+    "onnxruntime": 'pip install "onnx-anomaly-harness[cpu]" (or [gpu] for CUDA / TensorRT)',
+    "pyod": 'pip install "onnx-anomaly-harness[pyod]"',
+    "torch": 'pip install "onnx-anomaly-harness[torch]"',
+    "onnxscript": 'pip install "onnx-anomaly-harness[torch]"',
+    "pyarrow": 'pip install "onnx-anomaly-harness[parquet]"',
+    "lightgbm": 'pip install "onnx-anomaly-harness[boost]"',
+    "xgboost": 'pip install "onnx-anomaly-harness[boost]"',
+    "onnxmltools": 'pip install "onnx-anomaly-harness[boost]"',
+}
 
 
 class OptionError(ValueError):
@@ -193,6 +207,12 @@ def selection_from_options(
         missing = [c for c in cases if c not in known]
         if missing:
             raise OptionError(f"unknown case(s) {missing}; known: {sorted(known)}")
+        for case in zoo_cases(names=list(cases)):
+            if modules := case.missing():
+                raise OptionError(
+                    f"case {case.name} needs {', '.join(modules)}, not installed here: "
+                    f"{EXTRAS.get(modules[0], 'pip install ' + modules[0])}"
+                )
     model = get("model")
     user = None
     if model:

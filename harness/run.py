@@ -327,6 +327,23 @@ def _user_parity(selection: Selection, out: Path) -> dict[str, Any] | None:
     }
 
 
+def _say_left_out(profile: Any) -> None:
+    """One line for the zoo cases an uninstalled extra leaves out of a run of the whole zoo."""
+    from harness.cases.zoo import available, cases
+    from harness.options import EXTRAS
+
+    left_out = available(cases(profile))[1]
+    if left_out:
+        installs = sorted(
+            {EXTRAS.get(m, f"pip install {m}") for c in left_out for m in c.missing()}
+        )
+        print(
+            f"harness run: note: {len(left_out)} zoo case(s) left out, their extra not installed "
+            f"({', '.join(c.name for c in left_out)}): {'; '.join(installs)}",
+            flush=True,
+        )
+
+
 def run(
     selection: Selection,
     *,
@@ -394,6 +411,8 @@ def _run(
         repeated = loaded.repeated_rows(selection.effective_batch_sizes)
         if repeated is not None:
             print(f"harness run: note: {repeated}", flush=True)
+    elif not selection.cases:
+        _say_left_out(selection.spec.zoo_profile)
     live = not verbose and live_terminal(sys.stdout)  # pytest writes there too with verbose
     bench = PytestProgress(
         Progress("benchmarks", live=live, statuses=not verbose), say_failures=not verbose

@@ -461,3 +461,25 @@ def test_thread_options_are_bounded_like_the_engines() -> None:
     assert MAX_THREADS == ENGINE_MAX_THREADS
     with pytest.raises(OptionError, match="threads"):
         selection_from_options(_get(threads=str(MAX_THREADS + 1)))
+
+
+def test_a_named_case_whose_extra_is_missing_is_refused_with_the_install(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # a one-case `harness run --cases autoencoder` from a wheel without [torch] ran, failed
+    # every benchmark and exited 4, "a fault of the harness itself"
+    import importlib.util
+
+    from harness.cases.zoo import available, cases
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(
+        importlib.util, "find_spec", lambda name, *a: None if name == "torch" else real(name, *a)
+    )
+    with pytest.raises(OptionError) as info:
+        selection_from_options(_get(cases="autoencoder"))
+    assert "case autoencoder needs torch" in str(info.value)
+    assert 'pip install "onnx-anomaly-harness[torch]"' in str(info.value)
+    left_out = available(cases("large"))[1]
+    assert [c.name for c in left_out] == ["autoencoder"]
+    assert selection_from_options(_get(cases="iforest-100")).cases == ("iforest-100",)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import importlib
+import importlib.util
 from collections.abc import Callable, Mapping
 from functools import cache
 from types import MappingProxyType
@@ -58,6 +59,14 @@ class ModelCase:
     #: The first ``harness run`` profile that times this case: variants of a detector on
     #: further data sets are timed by the full profile only, so the quick one stays quick.
     benchmark: Literal["quick", "full"] = "quick"
+    #: Modules the detector itself needs beyond the base install (PyOD, LightGBM, XGBoost);
+    #: its exporters' own are added (``missing``).
+    needs: tuple[str, ...] = ()
+
+    def missing(self) -> list[str]:
+        """The modules this case needs that are not installed here (an extra of the wheel)."""
+        wanted = [*self.needs, *(m for e in self.exporters for m in _EXPORTER_NEEDS.get(e, ()))]
+        return [m for m in dict.fromkeys(wanted) if importlib.util.find_spec(m) is None]
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "unsupported", _frozen(self.unsupported))
@@ -83,6 +92,19 @@ class ModelCase:
     def tolerance(self, exporter: str) -> Tolerance | None:
         """The case's own bound for ``exporter`` (None: the exporter's default)."""
         return self.tolerances.get(exporter)
+
+
+#: Modules an exporter needs beyond the base install.
+_EXPORTER_NEEDS: dict[str, tuple[str, ...]] = {
+    "torch": ("torch", "onnxscript"),
+    "onnxmltools": ("onnxmltools",),
+}
+
+
+def available(chosen: list[ModelCase]) -> tuple[list[ModelCase], list[ModelCase]]:
+    """(the cases whose modules are installed, the others)."""
+    ok = [c for c in chosen if not c.missing()]
+    return ok, [c for c in chosen if c.missing()]
 
 
 def _lightgbm_scorer() -> Any:
@@ -172,6 +194,7 @@ def _pyod_cases(
             profile="fast" if fast and dataset.startswith("telemetry") else "regular",
             description=f"{description}, on {dataset}",
             benchmark="quick" if dataset.startswith("telemetry") else "full",
+            needs=("pyod",),
         )
         for dataset in datasets
     )
@@ -388,6 +411,7 @@ CASES: tuple[ModelCase, ...] = (
         _SCORER_ONLY,
         profile="regular",  # fast once bench/conformance pick "onnxmltools" as a best exporter
         description="LightGBM classifier (100 trees) as a supervised scorer: p(malignant) > 0.5",
+        needs=("lightgbm",),
     ),
     ModelCase(
         "xgb-scorer",
@@ -397,6 +421,7 @@ CASES: tuple[ModelCase, ...] = (
         _SCORER_ONLY,
         profile="regular",  # fast once bench/conformance pick "onnxmltools" as a best exporter
         description="XGBoost classifier (100 trees) as a supervised scorer: p(malignant) > 0.5",
+        needs=("xgboost",),
     ),
 )
 

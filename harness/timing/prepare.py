@@ -16,7 +16,7 @@ import numpy.typing as npt
 from engines import EngineConfig, OnnxEngine, SklearnEngine, Tolerance, probe_providers
 from harness.cases.user import UserModel
 from harness.cases.variants import EngineVariant
-from harness.cases.zoo import ModelCase, cases, exported, fitted, quantized
+from harness.cases.zoo import ModelCase, available, cases, exported, fitted, quantized
 from harness.results.schema import benchmark_id, short_provider
 from harness.timing.points import PROFILES, ProfileSpec, Selection, split_list
 
@@ -79,6 +79,7 @@ def build_points(selection: Selection) -> list[BenchPoint]:
         per_case = [(user.label, _user_engines(user))]
     else:
         chosen = cases(spec.zoo_profile, list(selection.cases) or None)
+        chosen = available(chosen)[0]  # named cases were checked; the rest say so in run
         if not selection.cases and selection.profile == "quick":
             chosen = [c for c in chosen if c.benchmark == "quick"]
         per_case = [(c.name, _engines_for(c, spec)) for c in chosen]
